@@ -1,0 +1,122 @@
+"""The job contract shared by every entry point: common flags, a JSON run summary last, a one-line failure reason.
+
+A job module defines `add_arguments(parser)` (optional) and `run(ctx) -> dict`; `main()` in that module calls
+`run_job(...)`. The last line a job prints on stdout is its run summary as JSON; on failure the job prints
+`ERROR: <reason>` on stderr and exits 1. Nothing here logs row values, so no patient data reaches a log.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from .config import ConfigError, Settings, load_settings
+
+log = logging.getLogger("medallion")
+
+
+class JobError(RuntimeError):
+    """An expected failure with a reason worth showing to the user as it is."""
+
+
+@dataclass
+class JobContext:
+    job: str
+    settings: Settings
+    args: argparse.Namespace
+    run_id: str
+    interval_start: datetime | None
+    interval_end: datetime | None
+    _spark: Any = None
+    _lakehouse: Any = None
+
+    @property
+    def spark(self):
+        if self._spark is None:
+            from .session import get_spark
+            self._spark = get_spark(self.settings, app_name=f"medallion-{self.job}")
+        return self._spark
+
+    @property
+    def lakehouse(self):
+        if self._lakehouse is None:
+            from .lakehouse import Lakehouse
+            self._lakehouse = Lakehouse(self.spark, self.settings)
+        return self._lakehouse
+
+
+def parse_ts(value: str | None) -> datetime | None:
+    """Parse an ISO-8601 timestamp as Airflow renders it; naive values are taken as UTC."""
+    if value in (None, "", "None"):
+        return None
+    try:
+        ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise JobError(f"not an ISO-8601 timestamp: {value!r}") from exc
+    return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
+
+
+def build_parser(job: str, add_arguments: Callable[[argparse.ArgumentParser], None] | None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=f"medallion-{job}", description=f"medallion {job} job")
+    parser.add_argument("--env", default=None, help="environment from include/pipeline.yaml (default: local)")
+    parser.add_argument("--config", default=None, help="path of pipeline.yaml (default: include/pipeline.yaml)")
+    parser.add_argument("--interval-start", default=None, help="data interval start, ISO-8601")
+    parser.add_argument("--interval-end", default=None, help="data interval end, ISO-8601")
+    parser.add_argument("--run-id", default=None, help="the orchestrator's run id, recorded with every write")
+    if add_arguments:
+        add_arguments(parser)
+    return parser
+
+
+def _json_default(value: Any):
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def run_job(job: str, run: Callable[[JobContext], dict], add_arguments=None, argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+    args = build_parser(job, add_arguments).parse_args(argv)
+    started = time.time()
+    ctx = None
+    try:
+        settings = load_settings(args.env, args.config)
+        start, end = parse_ts(args.interval_start), parse_ts(args.interval_end)
+        if start and end and end <= start:
+            raise JobError(f"interval end {end.isoformat()} is not after its start {start.isoformat()}")
+        run_id = args.run_id or f"manual__{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
+        ctx = JobContext(job=job, settings=settings, args=args, run_id=run_id, interval_start=start,
+                         interval_end=end)
+        log.info("job %s starting: env=%s target=%s run_id=%s interval=[%s, %s)", job, settings.env,
+                 settings.target, run_id, start, end)
+        result = run(ctx) or {}
+        summary = {"job": job, "status": "success", "env": settings.env, "run_id": run_id,
+                   "interval_start": start, "interval_end": end,
+                   "duration_s": round(time.time() - started, 2), **result}
+        print(json.dumps(summary, default=_json_default, sort_keys=False), flush=True)
+        return 0
+    except (JobError, ConfigError) as exc:
+        reason = str(exc)
+    except Exception as exc:  # an unexpected failure: full trace to the log, its type and message as the reason
+        traceback.print_exc(file=sys.stderr)
+        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    reason = " ".join(reason.split())[:500]
+    print(f"ERROR: {reason}", file=sys.stderr, flush=True)
+    print(json.dumps({"job": job, "status": "failed", "reason": reason,
+                      "duration_s": round(time.time() - started, 2)}), flush=True)
+    return 1
+
+
+def entry(job: str, run, add_arguments=None) -> Callable[[list[str] | None], None]:
+    """Build a console entry point `main()` for a job module."""
+    def main(argv: list[str] | None = None) -> None:
+        sys.exit(run_job(job, run, add_arguments, argv))
+    return main

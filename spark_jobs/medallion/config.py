@@ -1,0 +1,137 @@
+"""Settings for a job: include/pipeline.yaml + environment variables + CLI flags, loaded in one place."""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ENTITIES = ("patients", "claims", "medical_events")
+_VAR = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
+
+
+class ConfigError(ValueError):
+    """Configuration is missing or invalid; the message is the one-line reason a job exits with."""
+
+
+def project_root() -> Path:
+    """The folder holding include/pipeline.yaml: $MEDALLION_HOME, else the source checkout of this package."""
+    env = os.environ.get("MEDALLION_HOME")
+    if env:
+        return Path(env).resolve()
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "include" / "pipeline.yaml").is_file():
+            return parent
+    return Path.cwd()
+
+
+def default_config_path() -> Path:
+    return Path(os.environ.get("MEDALLION_CONFIG", project_root() / "include" / "pipeline.yaml"))
+
+
+def _expand(value: Any, env: dict[str, str]) -> Any:
+    if isinstance(value, str):
+        return _VAR.sub(lambda m: env.get(m.group(1)) or (m.group(2) or ""), value)
+    if isinstance(value, dict):
+        return {k: _expand(v, env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, env) for v in value]
+    return value
+
+
+def load_raw(path: str | Path | None = None, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """The whole pipeline.yaml with ${VAR:-default} filled from the environment."""
+    path = Path(path) if path else default_config_path()
+    if not path.is_file():
+        raise ConfigError(f"pipeline config not found: {path}")
+    with path.open(encoding="utf-8") as fh:
+        raw = yaml.safe_load(fh)
+    if not isinstance(raw, dict) or "environments" not in raw:
+        raise ConfigError(f"pipeline config {path} has no 'environments' section")
+    return _expand(raw, dict(os.environ) if env is None else env)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything one job run needs to know, resolved for one environment."""
+
+    env: str
+    target: str  # local | databricks
+    raw: dict[str, Any] = field(repr=False)
+    env_cfg: dict[str, Any] = field(repr=False)
+    root: Path = field(repr=False)
+
+    # ---- locations -------------------------------------------------------------------------
+    def location(self, key: str) -> str:
+        """A storage location of this environment (landing, checkpoints, ...), placeholders resolved."""
+        if key not in self.env_cfg:
+            raise ConfigError(f"environment {self.env!r} has no location {key!r}")
+        value = str(self.env_cfg[key])
+        for _ in range(3):
+            value = value.format(**{k: v for k, v in self.env_cfg.items() if isinstance(v, str)})
+        if self.is_local:
+            p = Path(value)
+            value = str(p if p.is_absolute() else (self.root / p).resolve())
+        return value
+
+    @property
+    def is_local(self) -> bool:
+        return self.target == "local"
+
+    @property
+    def catalog(self) -> str | None:
+        return self.env_cfg.get("catalog")
+
+    @property
+    def schema(self) -> str:
+        return self.env_cfg.get("schema", "data_eng")
+
+    # ---- sections --------------------------------------------------------------------------
+    def table_name(self, layer: str, entity: str) -> str:
+        try:
+            return self.raw["tables"][layer][entity]
+        except KeyError as exc:
+            raise ConfigError(f"no table configured for {layer}.{entity}") from exc
+
+    @property
+    def generator(self) -> dict[str, Any]:
+        return self.raw["generator"]
+
+    @property
+    def quality(self) -> dict[str, Any]:
+        return self.raw["quality"]
+
+    @property
+    def local_spark(self) -> dict[str, Any]:
+        return self.raw.get("local_spark", {})
+
+    def landing_file(self, entity: str) -> str:
+        return self.raw["landing_files"][entity]
+
+    def hash_salt(self) -> str:
+        """The salt for tokenizing direct identifiers: from a secret, never from code outside local."""
+        var = self.env_cfg.get("hash_salt_env", "MEDALLION_HASH_SALT")
+        salt = os.environ.get(var)
+        if salt:
+            return salt
+        if self.env_cfg.get("allow_default_salt"):
+            return "local-development-salt-not-a-secret"
+        raise ConfigError(f"environment {self.env!r} needs a hash salt in ${var} (a secret); refusing to start")
+
+
+def load_settings(env: str | None = None, config_path: str | Path | None = None) -> Settings:
+    raw = load_raw(config_path)
+    env = env or os.environ.get("MEDALLION_ENV") or raw.get("default_env", "local")
+    envs = raw["environments"]
+    if env not in envs:
+        raise ConfigError(f"unknown environment {env!r}; configured: {', '.join(sorted(envs))}")
+    env_cfg = envs[env]
+    target = env_cfg.get("target", "local")
+    if target not in ("local", "databricks"):
+        raise ConfigError(f"environment {env!r} has unknown target {target!r}")
+    root = Path(config_path).resolve().parent.parent if config_path else project_root()
+    return Settings(env=env, target=target, raw=raw, env_cfg=env_cfg, root=root)

@@ -1,0 +1,97 @@
+"""Where tables live and how they are written: Unity Catalog names on Databricks, Delta paths locally.
+
+Every job goes through this module, so the rest of the code never branches on the target.
+"""
+from __future__ import annotations
+
+import os
+
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+
+from .config import Settings
+
+LAYER_PROPERTY = {"bronze": "bronze", "silver": "silver", "gold": "gold", "quarantine": "silver", "ops": "ops"}
+
+
+class Lakehouse:
+    def __init__(self, spark: SparkSession, settings: Settings):
+        self.spark = spark
+        self.settings = settings
+
+    # ---- naming -----------------------------------------------------------------------------
+    def path(self, table: str) -> str:
+        return os.path.join(self.settings.location("warehouse"), self.settings.schema, table)
+
+    def ref(self, table: str) -> str:
+        """A SQL identifier for the table, usable in spark.table() and in SQL text."""
+        if self.settings.is_local:
+            return f"delta.`{self.path(table)}`"
+        return f"`{self.settings.catalog}`.`{self.settings.schema}`.`{table}`"
+
+    def display_name(self, table: str) -> str:
+        if self.settings.is_local:
+            return f"{self.settings.schema}.{table}"
+        return f"{self.settings.catalog}.{self.settings.schema}.{table}"
+
+    def checkpoint(self, name: str) -> str:
+        return os.path.join(self.settings.location("checkpoints"), name)
+
+    # ---- reading ----------------------------------------------------------------------------
+    def exists(self, table: str) -> bool:
+        if self.settings.is_local:
+            return DeltaTable.isDeltaTable(self.spark, self.path(table))
+        return self.spark.catalog.tableExists(f"{self.settings.catalog}.{self.settings.schema}.{table}")
+
+    def read(self, table: str) -> DataFrame:
+        return self.spark.table(self.ref(table))
+
+    def delta(self, table: str) -> DeltaTable:
+        if self.settings.is_local:
+            return DeltaTable.forPath(self.spark, self.path(table))
+        return DeltaTable.forName(self.spark, self.ref(table))
+
+    def read_stream(self, table: str, change_feed: bool = False):
+        reader = self.spark.readStream.format("delta")
+        if change_feed:
+            reader = reader.option("readChangeFeed", "true")
+        if self.settings.is_local:
+            return reader.load(self.path(table))
+        return reader.table(self.ref(table))
+
+    # ---- writing ----------------------------------------------------------------------------
+    def ensure(self, table: str, schema, layer: str, partition_by: list[str] | None = None,
+               properties: dict[str, str] | None = None) -> None:
+        """Create the table if it does not exist, with change data feed on and its layer's properties."""
+        if self.exists(table):
+            return
+        props = {"delta.enableChangeDataFeed": "true", "quality": LAYER_PROPERTY[layer]}
+        props.update(properties or {})
+        builder = DeltaTable.createIfNotExists(self.spark)
+        builder = builder.location(self.path(table)) if self.settings.is_local else builder.tableName(
+            f"{self.settings.catalog}.{self.settings.schema}.{table}")
+        builder = builder.addColumns(schema)
+        if partition_by:
+            builder = builder.partitionedBy(*partition_by)
+        for key, value in props.items():
+            builder = builder.property(key, value)
+        builder.execute()
+
+    def append(self, df: DataFrame, table: str) -> None:
+        writer = df.write.format("delta").mode("append")
+        if self.settings.is_local:
+            writer.save(self.path(table))
+        else:
+            writer.saveAsTable(self.ref(table))
+
+    def stream_to(self, stream_df: DataFrame, table: str, checkpoint: str, partition_by: list[str] | None = None):
+        writer = (stream_df.writeStream.format("delta").outputMode("append")
+                  .option("checkpointLocation", checkpoint).trigger(availableNow=True))
+        if partition_by:
+            writer = writer.partitionBy(*partition_by)
+        if self.settings.is_local:
+            return writer.start(self.path(table))
+        return writer.toTable(f"{self.settings.catalog}.{self.settings.schema}.{table}")
+
+    def count(self, table: str) -> int | None:
+        return self.read(table).count() if self.exists(table) else None

@@ -1,0 +1,197 @@
+"""Silver: standardize, validate against the rule catalog, quarantine failures, tokenize identifiers, upsert.
+
+Reads each bronze table incrementally (a Delta stream with its own checkpoint, `availableNow`), so every run
+processes only the bronze rows it has not processed yet; writes are MERGEs keyed by the business key, so a
+re-run converges to the same tables. Every bronze row ends in a silver table, in quarantine with the names of
+the rules it failed, or counted as a duplicate.
+"""
+from __future__ import annotations
+
+from functools import reduce
+
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+from .cli import JobContext, entry
+from .config import ENTITIES
+from .rules import failed_rules
+from .schemas import RESCUED, landing_columns
+
+ARRIVAL_ORDER = ["_ingested_at", "_source_file"]  # later arrival wins
+
+
+def _trim_upper(c: str):
+    return F.upper(F.trim(F.col(c)))
+
+
+def token(col, salt: str):
+    """Salted SHA-256 of a direct identifier (names are case- and space-normalized first)."""
+    return F.when(col.isNull(), None).otherwise(F.sha2(F.concat(F.lit(salt + "|"), F.upper(F.trim(col))), 256))
+
+
+def standardize(entity: str, df: DataFrame, salt: str) -> DataFrame:
+    """Trim, case-fold enumerations, type dates and timestamps. What cannot be typed becomes NULL and fails a rule."""
+    if entity == "patients":
+        return (df.withColumn("patient_id", F.trim("patient_id"))
+                .withColumn("first_name_token", token(F.col("first_name"), salt))
+                .withColumn("last_name_token", token(F.col("last_name"), salt))
+                .withColumn("sex", _trim_upper("sex"))
+                .withColumn("region", _trim_upper("region"))
+                .withColumn("insurance_plan", _trim_upper("insurance_plan"))
+                .withColumn("coverage_start_date", F.to_date(F.trim("coverage_start_date")))
+                .withColumn("record_ts", F.to_timestamp(F.trim("timestamp")))
+                .drop("first_name", "last_name", "timestamp"))
+    if entity == "claims":
+        return (df.withColumn("claim_id", F.trim("claim_id"))
+                .withColumn("patient_id", F.trim("patient_id"))
+                .withColumn("claim_date", F.to_date(F.trim("claim_date")))
+                .withColumn("diagnosis_code", _trim_upper("diagnosis_code"))
+                .withColumn("procedure_code", _trim_upper("procedure_code"))
+                .withColumn("claim_status", _trim_upper("claim_status")))
+    return (df.withColumn("event_id", F.trim("event_id"))
+            .withColumn("patient_id", F.trim("patient_id"))
+            .withColumn("event_date", F.to_date(F.trim("event_date")))
+            .withColumn("event_type", _trim_upper("event_type"))
+            .withColumn("medical_provider", F.trim("medical_provider")))
+
+
+SILVER_COLUMNS = {
+    "patients": ["patient_id", "first_name_token", "last_name_token", "age", "sex", "region", "bmi", "smoker",
+                 "children", "charges", "insurance_plan", "coverage_start_date", "record_ts"],
+    "claims": ["claim_id", "patient_id", "claim_amount", "claim_date", "diagnosis_code", "procedure_code",
+               "claim_status"],
+    "medical_events": ["event_id", "patient_id", "event_date", "event_type", "medical_provider"],
+}
+# The key a silver row is upserted on: patients keep every version (one per record timestamp).
+MERGE_KEYS = {"patients": ["patient_id", "record_ts"], "claims": ["claim_id"], "medical_events": ["event_id"]}
+LINEAGE = ["_source_file", "_ingested_at", "_run_id"]
+
+
+class SilverBatch:
+    """Processes one micro-batch of one entity's bronze rows."""
+
+    def __init__(self, ctx: JobContext, entity: str, stats: dict):
+        self.ctx, self.entity, self.stats = ctx, entity, stats
+        self.lake = ctx.lakehouse
+        self.salt = ctx.settings.hash_salt()
+        self.silver = ctx.settings.table_name("silver", entity)
+        self.quarantine = ctx.settings.table_name("quarantine", entity)
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        spark = self.ctx.spark
+        raw_cols = landing_columns(self.entity)
+        batch = batch.persist()
+        rows_in = batch.count()
+        # exact duplicates (every landed value equal) are counted and dropped
+        distinct = batch.dropDuplicates(raw_cols + [RESCUED])
+        std = standardize(self.entity, distinct, self.salt)
+        std = std.withColumn("_failed_rules", failed_rules(self.ctx.settings.quality, self.entity))
+        if self.entity != "patients":
+            patients = self.lake.read(self.ctx.settings.table_name("silver", "patients")).select("patient_id").distinct()
+            known = patients.withColumn("_patient_known", F.lit(True))
+            std = (std.join(known, "patient_id", "left")
+                   .withColumn("_failed_rules", F.when(
+                       F.col("_patient_known").isNull() & (F.size("_failed_rules") == 0),
+                       F.array(F.lit("patient_exists"))).otherwise(F.col("_failed_rules")))
+                   .drop("_patient_known"))
+        std = std.withColumn("_run_id", F.lit(self.ctx.run_id)).persist()
+        valid = std.filter(F.size("_failed_rules") == 0)
+        bad = std.filter(F.size("_failed_rules") > 0)
+
+        # several versions of one key in a batch: keep the latest arrival (patients keep one per timestamp)
+        keys = MERGE_KEYS[self.entity]
+        w = Window.partitionBy(*keys).orderBy(*[F.col(c).desc() for c in ARRIVAL_ORDER])
+        latest = (valid.withColumn("_rank", F.row_number().over(w)).filter("_rank = 1").drop("_rank")
+                  .select(*SILVER_COLUMNS[self.entity], *LINEAGE)
+                  .withColumn("_processed_at", F.current_timestamp()))
+        superseded = valid.count() - latest.count()
+
+        target = self.lake.delta(self.silver)
+        cond = " AND ".join(f"t.{k} <=> s.{k}" for k in keys)
+        merge = target.alias("t").merge(latest.alias("s"), cond)
+        if self.entity == "patients":
+            merge = merge.whenNotMatchedInsertAll()  # a re-sent identical version is a duplicate
+        else:
+            changed = " OR ".join(f"NOT (t.{c} <=> s.{c})" for c in SILVER_COLUMNS[self.entity] if c not in keys)
+            merge = merge.whenMatchedUpdateAll(condition=f"s._ingested_at >= t._ingested_at AND ({changed})") \
+                .whenNotMatchedInsertAll()
+        merge.execute()
+        written = _last_merge_metrics(target)
+
+        q_cols = [c for c in SILVER_COLUMNS[self.entity]] + ["_failed_rules", "_source_file", "_ingested_at",
+                                                            "_run_id"]
+        quarantined = (bad.select(*q_cols, F.sha2(F.to_json(F.struct(*q_cols[:-1])), 256).alias("_row_hash"))
+                       .withColumn("_quarantined_at", F.current_timestamp()))
+        qtable = self.lake.delta(self.quarantine)
+        qtable.alias("t").merge(quarantined.alias("s"), "t._row_hash = s._row_hash").whenNotMatchedInsertAll().execute()
+
+        by_rule = {r["rule"]: r["n"] for r in bad.select(F.explode("_failed_rules").alias("rule"))
+                   .groupBy("rule").agg(F.count("*").alias("n")).collect()}
+        n_bad = bad.count()
+        s = self.stats
+        s["rows_in"] += rows_in
+        s["exact_duplicates"] += rows_in - distinct.count()
+        s["superseded_in_batch"] += superseded
+        s["valid"] += valid.count()
+        s["quarantined"] += n_bad
+        s["inserted"] += written.get("numTargetRowsInserted", 0)
+        s["updated"] += written.get("numTargetRowsUpdated", 0)
+        for rule, n in by_rule.items():
+            s["quarantined_by_rule"][rule] = s["quarantined_by_rule"].get(rule, 0) + n
+        std.unpersist()
+        batch.unpersist()
+
+
+def _last_merge_metrics(table) -> dict:
+    row = table.history(1).select("operation", "operationMetrics").first()
+    if row is None or row["operation"] != "MERGE":
+        return {}
+    return {k: int(v) for k, v in (row["operationMetrics"] or {}).items() if v and v.isdigit()}
+
+
+def ensure_tables(ctx: JobContext, entity: str, sample: DataFrame) -> None:
+    """Create silver and quarantine tables from the schema standardization produces."""
+    lake = ctx.lakehouse
+    std = standardize(entity, sample, "x").withColumn("_run_id", F.lit("x")) \
+        .withColumn("_processed_at", F.current_timestamp())
+    silver_schema = std.select(*SILVER_COLUMNS[entity], *LINEAGE, "_processed_at").schema
+    lake.ensure(ctx.settings.table_name("silver", entity), silver_schema, "silver")
+    q = std.withColumn("_failed_rules", F.array().cast("array<string>"))
+    q_cols = SILVER_COLUMNS[entity] + ["_failed_rules", "_source_file", "_ingested_at", "_run_id"]
+    q_schema = (q.select(*q_cols, F.lit("h").alias("_row_hash"), F.current_timestamp().alias("_quarantined_at"))
+                .schema)
+    lake.ensure(ctx.settings.table_name("quarantine", entity), q_schema, "quarantine")
+
+
+def process(ctx: JobContext, entity: str) -> dict:
+    lake = ctx.lakehouse
+    bronze = ctx.settings.table_name("bronze", entity)
+    stats = {"rows_in": 0, "exact_duplicates": 0, "superseded_in_batch": 0, "valid": 0, "quarantined": 0,
+             "inserted": 0, "updated": 0, "quarantined_by_rule": {}}
+    if not lake.exists(bronze):
+        stats["note"] = f"{bronze} does not exist yet"
+        return stats
+    ensure_tables(ctx, entity, lake.read(bronze).limit(0))
+    query = (lake.read_stream(bronze).writeStream.foreachBatch(SilverBatch(ctx, entity, stats))
+             .option("checkpointLocation", lake.checkpoint(f"silver_{entity}"))
+             .trigger(availableNow=True).start())
+    query.awaitTermination()
+    scored = stats["valid"] + stats["quarantined"]
+    stats["quality_score"] = round(stats["valid"] / scored, 6) if scored else None
+    stats["table"] = lake.display_name(ctx.settings.table_name("silver", entity))
+    return stats
+
+
+def run(ctx: JobContext) -> dict:
+    # patients first: claims and events are checked against silver_patients
+    results = {entity: process(ctx, entity) for entity in ENTITIES}
+    valid = sum(r["valid"] for r in results.values())
+    scored = valid + sum(r["quarantined"] for r in results.values())
+    return {"entities": results, "quality_score": round(valid / scored, 6) if scored else None,
+            "target_score": ctx.settings.quality["target_score"]}
+
+
+main = entry("silver", run)
+
+if __name__ == "__main__":
+    main()
