@@ -13,8 +13,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import DateType, LongType, StringType, StructField, StructType, TimestampType
 
-from .cli import JobContext, entry
-from .config import ENTITIES
+from .cli import JobContext, entities_argument, entry, selected_entities
 from .schemas import BRONZE_SCHEMAS, RESCUED, source_schema
 
 LINEAGE_FIELDS = [
@@ -78,11 +77,11 @@ def ingest(ctx: JobContext, entity: str) -> dict:
 
 
 def run(ctx: JobContext) -> dict:
-    results = {entity: ingest(ctx, entity) for entity in ENTITIES}
+    results = {entity: ingest(ctx, entity) for entity in selected_entities(ctx.args)}
     return {"tables": results, "rows_ingested": sum(r["rows_ingested"] for r in results.values())}
 
 
-main = entry("bronze", run)
+main = entry("bronze", run, entities_argument)
 
 if __name__ == "__main__":
     main()

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from .config import ConfigError, Settings, load_settings
+from .config import ENTITIES, ConfigError, Settings, load_settings
 
 log = logging.getLogger("medallion")
 
@@ -72,6 +72,19 @@ def build_parser(job: str, add_arguments: Callable[[argparse.ArgumentParser], No
     if add_arguments:
         add_arguments(parser)
     return parser
+
+
+def entities_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--entities", default=",".join(ENTITIES),
+                        help="comma-separated entities to process, in pipeline order")
+
+
+def selected_entities(args: argparse.Namespace) -> list[str]:
+    wanted = [e.strip() for e in (getattr(args, "entities", None) or ",".join(ENTITIES)).split(",") if e.strip()]
+    unknown = sorted(set(wanted) - set(ENTITIES))
+    if unknown:
+        raise JobError(f"unknown entities {unknown}; entities are {list(ENTITIES)}")
+    return [e for e in ENTITIES if e in wanted]
 
 
 def _json_default(value: Any):

@@ -35,7 +35,10 @@ def default_config_path() -> Path:
 
 def _expand(value: Any, env: dict[str, str]) -> Any:
     if isinstance(value, str):
-        return _VAR.sub(lambda m: env.get(m.group(1)) or (m.group(2) or ""), value)
+        whole = _VAR.fullmatch(value)
+        expanded = _VAR.sub(lambda m: env.get(m.group(1)) or (m.group(2) or ""), value)
+        # a value that is one placeholder takes the YAML type of what it expands to (numbers stay numbers)
+        return yaml.safe_load(expanded) if whole and expanded else expanded
     if isinstance(value, dict):
         return {k: _expand(v, env) for k, v in value.items()}
     if isinstance(value, list):

@@ -129,11 +129,24 @@ def _changes(batch: DataFrame) -> DataFrame:
     return batch.filter(F.col("_change_type").isin(*CHANGE_TYPES))
 
 
+CHECKPOINTS = ("gold_dim_patients", "gold_claims", "gold_medical_events")
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--full-refresh", default="false", choices=["true", "false"],
+                        help="drop the gold tables and rebuild them from the whole of silver")
+
+
 def run(ctx: JobContext) -> dict:
     lake = ctx.lakehouse
     settings = ctx.settings
     if not lake.exists(settings.table_name("silver", "patients")):
         return {"note": "silver tables do not exist yet; nothing to build"}
+    if ctx.args.full_refresh == "true":
+        for entity in ("patients", "claims", "medical_events"):
+            lake.drop(settings.table_name("gold", entity))
+        for name in CHECKPOINTS:
+            lake.reset_checkpoint(name)
     ensure_tables(ctx)
     dim_name = settings.table_name("gold", "patients")
     dim_version_before = lake.delta(dim_name).history(1).first()["version"]
@@ -177,10 +190,10 @@ def run(ctx: JobContext) -> dict:
 
     counts = {t: lake.count(settings.table_name("gold", t)) for t in ("patients", "claims", "medical_events")}
     return {"tables": {lake.display_name(settings.table_name("gold", t)): n for t, n in counts.items()},
-            "dim_versions": [dim_version_before, dim_version_after]}
+            "dim_versions": [dim_version_before, dim_version_after], "full_refresh": ctx.args.full_refresh == "true"}
 
 
-main = entry("gold", run)
+main = entry("gold", run, add_arguments)
 
 if __name__ == "__main__":
     main()

@@ -93,5 +93,20 @@ class Lakehouse:
             return writer.start(self.path(table))
         return writer.toTable(f"{self.settings.catalog}.{self.settings.schema}.{table}")
 
+    def drop(self, table: str) -> None:
+        """Remove a table and its data (used by full refreshes of derived layers only)."""
+        if self.settings.is_local:
+            self._delete_path(self.path(table))
+        else:
+            self.spark.sql(f"DROP TABLE IF EXISTS {self.ref(table)}")
+
+    def reset_checkpoint(self, name: str) -> None:
+        self._delete_path(self.checkpoint(name))
+
+    def _delete_path(self, path: str) -> None:
+        jvm = self.spark.sparkContext._jvm
+        hpath = jvm.org.apache.hadoop.fs.Path(path)
+        hpath.getFileSystem(self.spark.sparkContext._jsc.hadoopConfiguration()).delete(hpath, True)
+
     def count(self, table: str) -> int | None:
         return self.read(table).count() if self.exists(table) else None

@@ -12,8 +12,7 @@ from functools import reduce
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from .cli import JobContext, entry
-from .config import ENTITIES
+from .cli import JobContext, entities_argument, entry, selected_entities
 from .rules import failed_rules
 from .schemas import RESCUED, landing_columns
 
@@ -184,14 +183,14 @@ def process(ctx: JobContext, entity: str) -> dict:
 
 def run(ctx: JobContext) -> dict:
     # patients first: claims and events are checked against silver_patients
-    results = {entity: process(ctx, entity) for entity in ENTITIES}
+    results = {entity: process(ctx, entity) for entity in selected_entities(ctx.args)}
     valid = sum(r["valid"] for r in results.values())
     scored = valid + sum(r["quarantined"] for r in results.values())
     return {"entities": results, "quality_score": round(valid / scored, 6) if scored else None,
             "target_score": ctx.settings.quality["target_score"]}
 
 
-main = entry("silver", run)
+main = entry("silver", run, entities_argument)
 
 if __name__ == "__main__":
     main()

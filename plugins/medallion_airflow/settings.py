@@ -1,0 +1,56 @@
+"""What the Airflow side reads from include/pipeline.yaml, and which target and environment it runs against.
+
+Only the process environment is read at DAG-parse time (no database access at import):
+- MEDALLION_TARGET (or the Airflow Variable given as AIRFLOW_VAR_MEDALLION_TARGET): `local` (default) or
+  `databricks`;
+- MEDALLION_ENV (or AIRFLOW_VAR_MEDALLION_ENV): the pipeline environment passed to every job
+  (default: `local` for the local target, `dev` for Databricks).
+"""
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Any
+
+from medallion.config import load_raw
+
+PROJECT_ROOT = Path(os.environ.get("MEDALLION_HOME") or Path(__file__).resolve().parents[2])
+TARGETS = ("local", "databricks")
+
+
+def config_path() -> Path:
+    return Path(os.environ.get("MEDALLION_CONFIG") or PROJECT_ROOT / "include" / "pipeline.yaml")
+
+
+@functools.lru_cache(maxsize=4)
+def _load(path: str, mtime: float) -> dict[str, Any]:
+    return load_raw(path)
+
+
+def pipeline_config() -> dict[str, Any]:
+    """include/pipeline.yaml, loaded by the jobs' own loader (the wheel is installed beside Airflow)."""
+    path = config_path()
+    return _load(str(path), path.stat().st_mtime)
+
+
+def _env_or_var(name: str) -> str | None:
+    return os.environ.get(name) or os.environ.get(f"AIRFLOW_VAR_{name}")
+
+
+def target() -> str:
+    value = (_env_or_var("MEDALLION_TARGET") or "local").strip().lower()
+    if value not in TARGETS:
+        raise ValueError(f"MEDALLION_TARGET must be one of {TARGETS}, not {value!r}")
+    return value
+
+
+def pipeline_env() -> str:
+    value = _env_or_var("MEDALLION_ENV")
+    if value:
+        return value
+    return "local" if target() == "local" else "dev"
+
+
+def dag_config(dag_id: str) -> dict[str, Any]:
+    return pipeline_config()["airflow"]["dags"][dag_id]

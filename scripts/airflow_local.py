@@ -1,0 +1,348 @@
+#!/usr/bin/env python
+"""Drive the real Airflow components locally: scheduler, dag-processor, triggerer and api-server on SQLite.
+
+    python scripts/airflow_local.py setup           # metadata DB in a project-local AIRFLOW_HOME (idempotent)
+    python scripts/airflow_local.py cycle           # start the components, run one hourly cycle, print counts, stop
+    python scripts/airflow_local.py up              # start the components and keep them running (Ctrl-C stops)
+    python scripts/airflow_local.py env             # print the environment the components run with
+
+A cycle is what production does every hour: the scheduler creates the generation run of the latest complete
+hour, its landing asset starts bronze, bronze's asset starts silver, silver's starts gold; the cycle then
+triggers the monitoring DAG and prints the row counts it recorded. Re-running a cycle in the same hour clears
+that hour's generation run, so the same interval is processed again (and lands no row twice).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DAGS = ["medallion_generate", "medallion_bronze", "medallion_silver", "medallion_gold", "medallion_monitor"]
+COMPONENTS = ["api-server", "scheduler", "dag-processor", "triggerer"]
+TERMINAL = {"success", "failed"}
+DOMAIN_LAYERS = ("bronze", "silver", "gold")
+
+
+def airflow_home() -> Path:
+    return Path(os.environ.get("AIRFLOW_HOME") or ROOT / ".airflow").resolve()
+
+
+def api_port() -> int:
+    return int(os.environ.get("MEDALLION_AIRFLOW_PORT", "8080"))
+
+
+def airflow_env() -> dict[str, str]:
+    """Settings for every component; a user's own AIRFLOW__* variables win."""
+    home = airflow_home()
+    home.mkdir(parents=True, exist_ok=True)
+    secret_file = home / "jwt_secret"
+    if not secret_file.exists():
+        secret_file.write_text(secrets.token_urlsafe(32))
+        secret_file.chmod(0o600)
+    port = api_port()
+    base = f"http://127.0.0.1:{port}"
+    defaults = {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": "4",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base}/execution/",
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__BASE_URL": base,
+        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__API_AUTH__JWT_SECRET": secret_file.read_text().strip(),
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
+        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+        "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "30",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+        "MEDALLION_HOME": str(ROOT),
+    }
+    env = dict(os.environ)
+    for key, value in defaults.items():
+        env.setdefault(key, value)
+    venv_bin = str(Path(sys.executable).parent)
+    env["PATH"] = venv_bin + os.pathsep + env.get("PATH", "")
+    return env
+
+
+def airflow_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    exe = Path(sys.executable).parent / "airflow"
+    return subprocess.run([str(exe), *args], env=airflow_env(), check=check, text=True, capture_output=True)
+
+
+def setup() -> None:
+    """Create or upgrade the metadata DB (idempotent)."""
+    result = airflow_cli("db", "migrate", check=False)
+    if result.returncode != 0:
+        sys.stderr.write(result.stdout[-3000:] + result.stderr[-3000:])
+        raise SystemExit("airflow db migrate failed")
+    print(f"Airflow metadata DB ready in {airflow_home()}")
+
+
+# --------------------------------------------------------------------------------------------- components
+class Stack:
+    """The four Airflow components as child processes, logs under $AIRFLOW_HOME/logs/components/."""
+
+    def __init__(self) -> None:
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.log_dir = airflow_home() / "logs" / "components"
+
+    def start(self) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        env = airflow_env()
+        exe = str(Path(sys.executable).parent / "airflow")
+        for name in COMPONENTS:
+            log = open(self.log_dir / f"{name}.log", "ab")
+            self.procs[name] = subprocess.Popen([exe, name], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                                start_new_session=True)
+        print(f"Started {', '.join(COMPONENTS)} (logs: {self.log_dir})", flush=True)
+
+    def check_alive(self) -> None:
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                tail = (self.log_dir / f"{name}.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"airflow {name} exited with code {proc.returncode}:\n{tail}")
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.time() + 30
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=max(1, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        self.procs.clear()
+
+
+# --------------------------------------------------------------------------------------------- REST API
+class Api:
+    def __init__(self, port: int | None = None) -> None:
+        self.base = f"http://127.0.0.1:{port or api_port()}"
+        self._token: str | None = None
+
+    def _request(self, method: str, path: str, body: dict | None = None, auth: bool = True) -> dict:
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if auth:
+            headers["Authorization"] = f"Bearer {self.token()}"
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.base + path, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                raw = resp.read()
+        except urllib.error.HTTPError as exc:
+            raise RuntimeError(f"{method} {path} -> HTTP {exc.code}: {exc.read()[:500]!r}") from exc
+        return json.loads(raw) if raw else {}
+
+    def token(self) -> str:
+        if self._token is None:
+            self._token = self._request("GET", "/auth/token", auth=False)["access_token"]
+        return self._token
+
+    def get(self, path: str) -> dict:
+        return self._request("GET", path)
+
+    def post(self, path: str, body: dict) -> dict:
+        return self._request("POST", path, body)
+
+    def patch(self, path: str, body: dict) -> dict:
+        return self._request("PATCH", path, body)
+
+    def wait_healthy(self, stack: Stack, timeout: float = 180) -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            stack.check_alive()
+            try:
+                health = self._request("GET", "/api/v2/monitor/health", auth=False)
+                if health.get("scheduler", {}).get("status") == "healthy" and \
+                        health.get("dag_processor", {}).get("status") == "healthy":
+                    return
+            except (urllib.error.URLError, ConnectionError, RuntimeError, OSError):
+                pass
+            time.sleep(2)
+        raise TimeoutError("Airflow components did not become healthy in time")
+
+    def wait_dags(self, stack: Stack, dag_ids: list[str], timeout: float = 180) -> None:
+        deadline = time.time() + timeout
+        missing = list(dag_ids)
+        while time.time() < deadline:
+            stack.check_alive()
+            missing = [d for d in dag_ids if not self._dag_exists(d)]
+            if not missing:
+                return
+            time.sleep(2)
+        errors = self.get("/api/v2/importErrors").get("import_errors", [])
+        raise TimeoutError(f"DAGs not parsed in time: {missing}; import errors: {errors}")
+
+    def _dag_exists(self, dag_id: str) -> bool:
+        try:
+            self.get(f"/api/v2/dags/{dag_id}")
+            return True
+        except RuntimeError:
+            return False
+
+    def runs(self, dag_id: str, limit: int = 50) -> list[dict]:
+        return self.get(f"/api/v2/dags/{dag_id}/dagRuns?order_by=-run_after&limit={limit}")["dag_runs"]
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str) -> object:
+        path = (f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}/taskInstances/"
+                f"{task_id}/xcomEntries/return_value?deserialize=true")
+        value = self.get(path)["value"]
+        return json.loads(value) if isinstance(value, str) else value
+
+
+def _parse(ts: str | None) -> datetime | None:
+    return datetime.fromisoformat(ts.replace("Z", "+00:00")) if ts else None
+
+
+def wait_for(description: str, predicate, stack: Stack, timeout: float, poll: float = 3):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        stack.check_alive()
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll)
+    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {description}")
+
+
+def task_failure_reason(api: Api, dag_id: str, run_id: str) -> str:
+    tis = api.get(f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}/taskInstances")
+    failed = [t["task_id"] for t in tis.get("task_instances", []) if t.get("state") not in ("success",)]
+    return f"tasks not successful: {failed}; see logs under {airflow_home() / 'logs'}"
+
+
+# --------------------------------------------------------------------------------------------- the cycle
+def run_cycle(api: Api, stack: Stack, timeout: float) -> dict:
+    started = datetime.now(timezone.utc)
+    interval_start = started.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    # asset-driven layers first, so none misses the landing event; then the time-scheduled DAGs
+    for dag_id in ["medallion_bronze", "medallion_silver", "medallion_gold", "medallion_monitor", "medallion_generate"]:
+        api.patch(f"/api/v2/dags/{dag_id}", {"is_paused": False})
+
+    def generation_run():
+        for run in api.runs("medallion_generate"):
+            if _parse(run.get("data_interval_start")) == interval_start:
+                return run
+        return None
+
+    run = wait_for(f"the generation run of {interval_start:%Y-%m-%d %H:00}Z", generation_run, stack, 120)
+    if run["state"] in TERMINAL and _parse(run.get("end_date")) and _parse(run["end_date"]) < started:
+        print(f"Interval {interval_start:%Y-%m-%dT%H:00}Z was generated before: clearing it to re-run it", flush=True)
+        api.post("/api/v2/dags/medallion_generate/clearTaskInstances",
+                 {"dry_run": False, "dag_run_id": run["dag_run_id"], "reset_dag_runs": True, "only_failed": False})
+        time.sleep(2)
+    print(f"Generation run {run['dag_run_id']} (interval {interval_start:%Y-%m-%dT%H:00}Z)", flush=True)
+    run = wait_for("the generation run to finish", lambda: (
+        r if (r := generation_run()) and r["state"] in TERMINAL and _parse(r.get("end_date")) >= started else None),
+        stack, timeout)
+    if run["state"] != "success":
+        raise RuntimeError(f"medallion_generate failed: {task_failure_reason(api, 'medallion_generate', run['dag_run_id'])}")
+    after = _parse(run["end_date"]) - timedelta(seconds=1)
+    summaries = {"generate": api.xcom("medallion_generate", run["dag_run_id"], "generate")}
+    for dag_id, task in [("medallion_bronze", "bronze"), ("medallion_silver", "silver"), ("medallion_gold", "gold")]:
+        def layer_run(dag_id=dag_id):
+            done = [r for r in api.runs(dag_id, 10) if (_parse(r.get("queued_at")) or started) >= after
+                    and r["state"] in TERMINAL]
+            return done[0] if done else None
+        run = wait_for(f"{dag_id} to run", layer_run, stack, timeout)
+        if run["state"] != "success":
+            raise RuntimeError(f"{dag_id} failed: {task_failure_reason(api, dag_id, run['dag_run_id'])}")
+        print(f"{dag_id}: {run['dag_run_id']} succeeded", flush=True)
+        summaries[task] = api.xcom(dag_id, run["dag_run_id"], task)
+        after = _parse(run["end_date"]) - timedelta(seconds=1)
+    monitor = api.post("/api/v2/dags/medallion_monitor/dagRuns", {"logical_date": None, "conf": {}})
+    run = wait_for("the monitoring run", lambda: next(
+        (r for r in api.runs("medallion_monitor") if r["dag_run_id"] == monitor["dag_run_id"]
+         and r["state"] in TERMINAL), None), stack, timeout)
+    if run["state"] != "success":
+        raise RuntimeError(f"medallion_monitor failed: {task_failure_reason(api, 'medallion_monitor', run['dag_run_id'])}")
+    summaries["monitor"] = api.xcom("medallion_monitor", run["dag_run_id"], "monitor")
+    summaries["interval_start"] = interval_start.isoformat()
+    summaries["wall_seconds"] = round((datetime.now(timezone.utc) - started).total_seconds(), 1)
+    return summaries
+
+
+def print_report(summaries: dict) -> None:
+    sys.path.insert(0, str(ROOT / "spark_jobs"))
+    from medallion.config import load_settings
+    settings = load_settings()
+    tables = settings.raw["tables"]
+    counts = summaries["monitor"]["counts"]
+    warehouse = os.path.join(settings.location("warehouse"), settings.schema)
+    print(f"\nOne hourly cycle done in {summaries['wall_seconds']}s (interval {summaries['interval_start']}).")
+    print(f"Domain tables (Delta, database {settings.schema}, files under {warehouse}):")
+    for layer in DOMAIN_LAYERS:
+        for name in tables[layer].values():
+            print(f"  {layer:<7} {name:<24} {counts.get(name)!s:>10} rows")
+    quarantined = sum(counts.get(n) or 0 for n in tables["quarantine"].values())
+    silver = summaries.get("silver", {})
+    print(f"  quarantine (all entities)        {quarantined:>10} rows")
+    print(f"Silver quality score this run: {silver.get('quality_score')} (target {silver.get('target_score')})")
+    print(f"Airflow run logs: {airflow_home() / 'logs'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["setup", "cycle", "up", "env"])
+    parser.add_argument("--timeout", type=float, default=900, help="seconds to wait for each stage of a cycle")
+    parser.add_argument("--summary-json", default=None, help="write the cycle's run summaries to this file")
+    args = parser.parse_args()
+    if args.command == "env":
+        for key, value in sorted(airflow_env().items()):
+            if key.startswith(("AIRFLOW", "MEDALLION")) and "SECRET" not in key:
+                print(f"export {key}={value!r}")
+        return
+    setup()
+    if args.command == "setup":
+        return
+    stack = Stack()
+    stack.start()
+    try:
+        api = Api()
+        api.wait_healthy(stack)
+        api.wait_dags(stack, DAGS)
+        if args.command == "up":
+            print(f"Airflow UI: http://127.0.0.1:{api_port()}  (Ctrl-C stops every component)", flush=True)
+            while True:
+                stack.check_alive()
+                time.sleep(5)
+        summaries = run_cycle(api, stack, args.timeout)
+        if args.summary_json:
+            Path(args.summary_json).write_text(json.dumps(summaries, indent=2, default=str))
+        print_report(summaries)
+    except KeyboardInterrupt:
+        pass
+    except (RuntimeError, TimeoutError) as exc:
+        print(f"ERROR: {exc}", file=sys.stderr)
+        raise SystemExit(1)
+    finally:
+        stack.stop()
+
+
+if __name__ == "__main__":
+    main()
