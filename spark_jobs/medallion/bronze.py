@@ -81,7 +81,8 @@ def run(ctx: JobContext) -> dict:
     return {"tables": results, "rows_ingested": sum(r["rows_ingested"] for r in results.values())}
 
 
-main = entry("bronze", run, entities_argument)
+add_arguments = entities_argument
+main = entry("bronze", run, add_arguments)
 
 if __name__ == "__main__":
     main()

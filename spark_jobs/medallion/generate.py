@@ -71,7 +71,7 @@ def _csv(df: pd.DataFrame) -> str:
 
 
 def generate_partition(lo: int, hi: int, params: dict) -> dict[str, str]:
-    """Generate patients [lo, hi) of one batch with their claims and events; returns CSV bodies per entity."""
+    """Generate the block of patients [lo, hi) of one batch with their claims and events; returns CSV bodies per entity."""
     hour = params["hour"]
     rng = np.random.default_rng([params["seed"], hour, lo])
     n = hi - lo
@@ -172,8 +172,9 @@ def run(ctx: JobContext) -> dict:
     if n_patients < 0:
         raise JobError("--patients must not be negative")
     seed = ctx.args.seed if ctx.args.seed is not None else int(gen["seed"])
-    parts = ctx.args.partitions or max(int(gen.get("partitions", 4)), -(-n_patients // 50_000))
-    parts = max(1, min(parts, max(n_patients, 1)))
+    block = int(gen.get("block_size", 5000))
+    n_blocks = max(1, -(-n_patients // block))
+    parts = max(1, min(ctx.args.partitions or int(gen.get("partitions", 4)), n_blocks))
     params = {
         "hour": int(start.timestamp() // 3600), "seed": seed,
         "interval_start": start.astimezone(timezone.utc).isoformat(),
@@ -184,19 +185,20 @@ def run(ctx: JobContext) -> dict:
         "claims_mean": float(gen["claims_per_patient_mean"]), "events_mean": float(gen["events_per_patient_mean"]),
         "columns": {e: landing_columns(e) for e in ENTITIES},
     }
-    bounds = [(i * n_patients // parts, (i + 1) * n_patients // parts) for i in range(parts)]
 
+    # Blocks of patients are the unit of randomness (seeded by their first index), partitions only the unit of
+    # parallelism: the files are the same whatever the partition count.
     def gen_fn(batches):
         for pdf in batches:
             rows = []
-            for part in pdf["id"]:
-                lo, hi = bounds[int(part)]
+            for b in pdf["id"]:
+                lo, hi = int(b) * block, min((int(b) + 1) * block, n_patients)
                 bodies = generate_partition(lo, hi, params) if hi > lo else {e: "" for e in ENTITIES}
-                rows.extend((e, int(part), bodies[e]) for e in ENTITIES)
+                rows.extend((e, int(b), bodies[e]) for e in ENTITIES)
             yield pd.DataFrame(rows, columns=["entity", "part", "body"])
 
     spark = ctx.spark
-    chunks = (spark.range(0, parts, numPartitions=parts)
+    chunks = (spark.range(0, n_blocks, numPartitions=parts)
               .mapInPandas(gen_fn, "entity string, part int, body string")
               .persist())
     tag = interval_tag(start)
@@ -223,7 +225,7 @@ def run(ctx: JobContext) -> dict:
     else:
         spark.createDataFrame([(json.dumps(manifest, sort_keys=True),)], "value string").coalesce(1) \
             .write.mode("overwrite").text(manifest_dir)
-    return {"landing_dir": os.path.join(landing, tag), "rows": counts, "partitions": parts}
+    return {"landing_dir": os.path.join(landing, tag), "rows": counts, "partitions": parts, "blocks": n_blocks}
 
 
 main = entry("generate", run, add_arguments)

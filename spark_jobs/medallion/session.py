@@ -57,3 +57,10 @@ def get_spark(settings: Settings, app_name: str = "medallion") -> SparkSession:
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark
+
+
+if __name__ == "__main__":  # `python -m medallion.session`: resolve and cache the Delta jars, check Delta works
+    from .config import load_settings
+    _spark = get_spark(load_settings(), app_name="medallion-warmup")
+    print(f"Spark {_spark.version} with Delta ready; jars cached in {_spark.conf.get('spark.jars.ivy')}")
+    _spark.stop()

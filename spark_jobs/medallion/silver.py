@@ -190,7 +190,8 @@ def run(ctx: JobContext) -> dict:
             "target_score": ctx.settings.quality["target_score"]}
 
 
-main = entry("silver", run, entities_argument)
+add_arguments = entities_argument
+main = entry("silver", run, add_arguments)
 
 if __name__ == "__main__":
     main()
