@@ -1,0 +1,120 @@
+"""Bronze -> silver -> gold on small data through the jobs' real code, in the shared Spark session."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from medallion.lakehouse import Lakehouse
+
+H5 = ["--interval-start", "2026-11-27T05:00:00Z", "--interval-end", "2026-11-27T06:00:00Z"]
+
+
+def _table(spark, settings, layer, entity):
+    return Lakehouse(spark, settings).read(settings.table_name(layer, entity))
+
+
+def _write_landing(settings, tag: str, entity: str, text: str) -> None:
+    folder = Path(settings.location("landing")) / tag
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / settings.landing_file(entity)).write_text(text, encoding="utf-8")
+
+
+def test_cycle_is_consistent_and_rerunning_lands_nothing_twice(run_job, spark, settings):
+    gen = run_job("generate", *H5, "--patients", "120")
+    first = run_job("bronze", *H5)
+    assert first["tables"]["patients"]["rows_ingested"] == gen["rows"]["patients"] == 120
+    assert first["rows_ingested"] == sum(gen["rows"].values())
+    silver = run_job("silver")
+    assert silver["quality_score"] == 1.0
+    run_job("gold")
+
+    # re-run every layer for the same interval: nothing new lands anywhere
+    run_job("generate", *H5, "--patients", "120")
+    assert run_job("bronze", *H5)["rows_ingested"] == 0
+    assert run_job("silver")["entities"]["patients"]["rows_in"] == 0
+    run_job("gold")
+    counts = run_job("monitor")["counts"]
+    for entity, n in gen["rows"].items():
+        for layer in ("bronze", "silver", "gold"):
+            assert counts[settings.table_name(layer, entity)] == n, (layer, entity)
+
+    patients = _table(spark, settings, "silver", "patients")
+    for entity in ("claims", "medical_events"):
+        orphans = _table(spark, settings, "silver", entity).join(patients, "patient_id", "left_anti").count()
+        assert orphans == 0
+    dim = _table(spark, settings, "gold", "patients")
+    for entity in ("claims", "medical_events"):
+        fact = _table(spark, settings, "gold", entity)
+        assert fact.filter("patient_key IS NULL").count() == 0
+        assert fact.join(dim, "patient_key", "left_anti").count() == 0
+    assert dim.filter("is_current").count() == 120
+    # no clear names beyond bronze
+    assert "first_name" not in patients.columns and "last_name" not in dim.columns
+
+
+def test_bad_rows_are_quarantined_with_every_rule_they_fail(run_job, spark, settings):
+    header = "patient_id,first_name,last_name,age,sex,region,bmi,smoker,children,charges,insurance_plan," \
+             "coverage_start_date,timestamp\n"
+    _write_landing(settings, "2026-11-27T0500Z", "patients", header +
+                   "P0000001,Ann,Lee,40, female ,southwest,25.0,false,1,9000.5,GOLD,2025-01-01,2026-11-27 05:10:00\n"
+                   "P0000002,Bob,Ray,200,X,SOUTHWEST,25.0,false,1,-5,GOLD,2025-01-01,2026-11-27 05:11:00\n"
+                   "P1,Cy,Oh,30,MALE,NORTHEAST,25.0,false,1,100,GOLD,2025-01-01,2026-11-27 05:12:00\n"
+                   "P0000001,Ann,Lee,40, female ,southwest,25.0,false,1,9000.5,GOLD,2025-01-01,2026-11-27 05:10:00\n")
+    _write_landing(settings, "2026-11-27T0500Z", "claims",
+                   "claim_id,patient_id,claim_amount,claim_date,diagnosis_code,procedure_code,claim_status\n"
+                   "C0000001,P0000001,120.5,2026-11-01,I10,99213,approved\n"
+                   "C0000002,P9999999,80.0,2026-11-02,I10,99213,PAID\n"
+                   "C0000003,P0000001,0,2026-11-03,I10,99213,PAID\n")
+    _write_landing(settings, "2026-11-27T0500Z", "medical_events",
+                   "event_id,patient_id,event_date,event_type,medical_provider\n"
+                   "E0000001,P0000001,2026-11-01,LAB_TEST,Valley Lab Services\n")
+    run_job("bronze")
+    s = run_job("silver")["entities"]
+    assert (s["patients"]["rows_in"], s["patients"]["exact_duplicates"], s["patients"]["valid"],
+            s["patients"]["quarantined"]) == (4, 1, 1, 2)
+    assert s["patients"]["quarantined_by_rule"] == {"valid_age": 1, "valid_sex": 1, "valid_charges": 1,
+                                                    "valid_patient_id": 1}
+    ok = _table(spark, settings, "silver", "patients").collect()
+    assert [(r.patient_id, r.sex, r.region) for r in ok] == [("P0000001", "FEMALE", "SOUTHWEST")]
+    q = {r.patient_id: sorted(r._failed_rules)
+         for r in _table(spark, settings, "quarantine", "patients").collect()}
+    assert q == {"P0000002": ["valid_age", "valid_charges", "valid_sex"], "P1": ["valid_patient_id"]}
+    qc = {r.claim_id: list(r._failed_rules) for r in _table(spark, settings, "quarantine", "claims").collect()}
+    assert qc == {"C0000002": ["patient_exists"], "C0000003": ["valid_claim_amount"]}
+    # reconciliation: every landed row is in silver, in quarantine, or counted as a duplicate
+    for entity, stats in s.items():
+        assert stats["rows_in"] == stats["valid"] + stats["quarantined"] + stats["exact_duplicates"], entity
+
+
+def test_scd2_new_version_splits_history_and_facts_follow_the_date(run_job, spark, settings):
+    header = "patient_id,first_name,last_name,age,sex,region,bmi,smoker,children,charges,insurance_plan," \
+             "coverage_start_date,timestamp\n"
+    claims_header = "claim_id,patient_id,claim_amount,claim_date,diagnosis_code,procedure_code,claim_status\n"
+    _write_landing(settings, "2026-11-20T0500Z", "patients", header +
+                   "P0000001,Ann,Lee,40,FEMALE,SOUTHWEST,25.0,false,1,9000.5,GOLD,2025-01-01,2026-11-20 05:10:00\n")
+    _write_landing(settings, "2026-11-20T0500Z", "claims", claims_header +
+                   "C0000001,P0000001,100,2026-11-21,I10,99213,SUBMITTED\n")
+    run_job("bronze"), run_job("silver"), run_job("gold")
+    # a week later: a new version (bmi changed), a claim after it, and the first claim's status update
+    _write_landing(settings, "2026-11-27T0500Z", "patients", header +
+                   "P0000001,Ann,Lee,40,FEMALE,SOUTHWEST,31.0,false,1,9900.0,GOLD,2025-01-01,2026-11-27 05:10:00\n")
+    _write_landing(settings, "2026-11-27T0500Z", "claims", claims_header +
+                   "C0000001,P0000001,100,2026-11-21,I10,99213,PAID\n"
+                   "C0000002,P0000001,50,2026-11-27,I10,99213,SUBMITTED\n")
+    run_job("bronze"), run_job("silver"), run_job("gold")
+    dim = sorted(_table(spark, settings, "gold", "patients").collect(), key=lambda r: r.effective_from)
+    assert [(r.bmi, r.is_current) for r in dim] == [(25.0, False), (31.0, True)]
+    assert dim[0].effective_to == dim[1].effective_from and dim[1].effective_to is None
+    facts = {r.claim_id: r for r in _table(spark, settings, "gold", "claims").collect()}
+    assert facts["C0000001"].patient_key == dim[0].patient_key and facts["C0000001"].claim_status == "PAID"
+    assert facts["C0000002"].patient_key == dim[1].patient_key
+    # re-running gold changes nothing
+    before = sorted(map(tuple, _table(spark, settings, "gold", "claims").drop("_updated_at").collect()))
+    run_job("gold")
+    assert sorted(map(tuple, _table(spark, settings, "gold", "claims").drop("_updated_at").collect())) == before
+
+
+def test_a_failing_job_exits_non_zero_with_a_one_line_reason(run_job, capsys):
+    summary = run_job("generate", "--interval-start", "yesterday", expect_ok=False)
+    assert summary["_exit_code"] == 1 and summary["status"] == "failed"
+    assert summary["reason"] == "not an ISO-8601 timestamp: 'yesterday'"
+    assert "ERROR: not an ISO-8601 timestamp: 'yesterday'" in capsys.readouterr().err
