@@ -1,0 +1,145 @@
+#!/usr/bin/env python
+"""`make bench`: time a full local cycle, per job and end to end, at the default hourly volume and at 10x it.
+
+Each repetition starts from an empty lakehouse and runs the five jobs' console entry points in order, exactly as
+the local Airflow target runs them (one subprocess, one local Spark session per job). Figures are medians over
+--runs repetitions. With --airflow-runs N the whole cycle is also timed through the real Airflow components.
+Results go to bench/results.json and bench/results.md (machine noted).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "spark_jobs"))
+JOBS = ["generate", "bronze", "silver", "gold", "monitor"]
+INTERVAL = ["--interval-start=2026-11-27T05:00:00+00:00", "--interval-end=2026-11-27T06:00:00+00:00",
+            "--run-id=bench"]
+CYCLE_BUDGET_S = 300  # the product request's end-to-end latency bar
+
+
+def machine() -> dict:
+    cpu = "unknown"
+    try:
+        cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    import pyspark
+    return {"cpus": os.cpu_count(), "cpu_model": cpu, "memory_gib": round(mem_gib, 1),
+            "python": platform.python_version(), "pyspark": pyspark.__version__, "os": platform.platform()}
+
+
+def run_job(job: str, env: dict, extra: list[str]) -> tuple[float, dict]:
+    exe = Path(sys.executable).parent / f"medallion-{job}"
+    start = time.perf_counter()
+    out = subprocess.run([str(exe), *INTERVAL, *extra], env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if out.returncode != 0:
+        raise SystemExit(f"medallion-{job} failed: {out.stderr.strip().splitlines()[-1:]}")
+    summary = json.loads([l for l in out.stdout.splitlines() if l.startswith("{")][-1])
+    return elapsed, summary
+
+
+def bench_cycle(patients: int, runs: int, workdir: Path) -> dict:
+    per_job: dict[str, list[float]] = {j: [] for j in JOBS}
+    totals, rows = [], None
+    for i in range(runs):
+        lake = workdir / f"lake-{patients}-{i}"
+        shutil.rmtree(lake, ignore_errors=True)
+        env = dict(os.environ, MEDALLION_LAKEHOUSE=str(lake), MEDALLION_HOME=str(ROOT))
+        t0 = time.perf_counter()
+        for job in JOBS:
+            extra = [f"--patients={patients}"] if job == "generate" else []
+            seconds, summary = run_job(job, env, extra)
+            per_job[job].append(seconds)
+            if job == "generate":
+                rows = summary["rows"]
+        totals.append(time.perf_counter() - t0)
+        print(f"  {patients:>7} patients, run {i + 1}/{runs}: {totals[-1]:.1f}s "
+              + " ".join(f"{j}={per_job[j][-1]:.1f}s" for j in JOBS), flush=True)
+        shutil.rmtree(lake, ignore_errors=True)
+    return {"patients": patients, "rows": rows, "runs": runs,
+            "median_s": {j: round(statistics.median(v), 2) for j, v in per_job.items()},
+            "cycle_median_s": round(statistics.median(totals), 2), "cycle_all_s": [round(t, 2) for t in totals],
+            "within_5_min": statistics.median(totals) < CYCLE_BUDGET_S}
+
+
+def bench_airflow(runs: int, workdir: Path) -> dict:
+    walls = []
+    for i in range(runs):
+        env = dict(os.environ, AIRFLOW_HOME=str(workdir / f"airflow-{i}"),
+                   MEDALLION_LAKEHOUSE=str(workdir / f"af-lake-{i}"), MEDALLION_AIRFLOW_PORT="8793")
+        summary = workdir / f"airflow-{i}.json"
+        out = subprocess.run([sys.executable, str(ROOT / "scripts" / "airflow_local.py"), "cycle",
+                              "--summary-json", str(summary)], env=env, capture_output=True, text=True)
+        if out.returncode != 0:
+            raise SystemExit(f"Airflow cycle failed: {out.stderr[-500:]}")
+        walls.append(json.loads(summary.read_text())["wall_seconds"])
+        print(f"  Airflow cycle run {i + 1}/{runs}: {walls[-1]:.1f}s", flush=True)
+    return {"runs": runs, "cycle_median_s": round(statistics.median(walls), 2), "cycle_all_s": walls}
+
+
+def markdown(results: dict) -> str:
+    m = results["machine"]
+    lines = [f"# Benchmark ({results['measured_at']})", "",
+             f"Machine: {m['cpus']} CPUs ({m['cpu_model']}), {m['memory_gib']} GiB, Python {m['python']}, "
+             f"PySpark {m['pyspark']}. Medians of {results['runs']} runs, each from an empty lakehouse; every job "
+             "is its own process with its own local Spark session, as the local Airflow target runs it.", "",
+             "| patients | claims | events | " + " | ".join(JOBS) + " | whole cycle | < 5 min |",
+             "|---:|---:|---:|" + "---:|" * len(JOBS) + "---:|:---:|"]
+    for c in results["cycles"]:
+        r = c["rows"] or {}
+        lines.append(f"| {c['patients']:,} | {r.get('claims', 0):,} | {r.get('medical_events', 0):,} | "
+                     + " | ".join(f"{c['median_s'][j]:.1f} s" for j in JOBS)
+                     + f" | {c['cycle_median_s']:.1f} s | {'yes' if c['within_5_min'] else 'NO'} |")
+    if results.get("airflow"):
+        a = results["airflow"]
+        lines += ["", f"Through the real Airflow components (scheduler, dag-processor, triggerer, api-server; "
+                      f"default volume): median {a['cycle_median_s']:.1f} s over {a['runs']} run(s) "
+                      f"({', '.join(str(x) for x in a['cycle_all_s'])})."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    from medallion.config import load_raw
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    default = int(load_raw()["generator"]["patients_per_batch"])
+    parser.add_argument("--volumes", default=f"{default},{default * 10}", help="patients per batch, comma-separated")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--airflow-runs", type=int, default=1, help="cycles timed through Airflow (0 to skip)")
+    parser.add_argument("--out", default=str(ROOT / "bench"))
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="medallion-bench-", dir=ROOT / ".cache"))
+    results = {"measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
+               "runs": args.runs, "cycles": []}
+    try:
+        for patients in [int(v) for v in args.volumes.split(",")]:
+            print(f"Cycle at {patients} patients per batch:", flush=True)
+            results["cycles"].append(bench_cycle(patients, args.runs, workdir))
+        if args.airflow_runs:
+            print("Cycle through Airflow:", flush=True)
+            results["airflow"] = bench_airflow(args.airflow_runs, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / "results.md").write_text(markdown(results))
+    print(markdown(results))
+    print(f"Written to {out / 'results.json'} and {out / 'results.md'}")
+
+
+if __name__ == "__main__":
+    main()
