@@ -1,11 +1,11 @@
 """Gold: SCD Type 2 dim_patients and point-in-time fact tables from the silver changes."""
 from airflow.sdk import DAG, Param
 
-from medallion_airflow.dags import GOLD, SILVER, dag_kwargs
+from medallion_airflow.dags import GOLD, SILVER, after, dag_kwargs
 from medallion_airflow.jobs import job_task
 
 with DAG(
-    schedule=[SILVER],
+    schedule=after(SILVER),
     params={"full_refresh": Param(False, type="boolean",
                                   description="Rebuild the gold tables from silver instead of applying changes")},
     **dag_kwargs(
@@ -13,7 +13,7 @@ with DAG(
         tags=["gold", "star-schema"],
         doc_md="""
 ### Gold star schema
-Runs when silver has changed. Re-cuts the SCD2 history of every touched patient in `dim_patients` and upserts
+Runs when silver has changed (and hourly as a safety net; backfillable). Re-cuts the SCD2 history of every touched patient in `dim_patients` and upserts
 `fact_claims` / `fact_medical_events` with the surrogate key of the patient version valid at each date.
 Tick *full_refresh* to rebuild gold from silver.
 """,

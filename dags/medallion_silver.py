@@ -1,11 +1,11 @@
 """Silver: standardize and validate new bronze rows; quarantine failures; upsert the silver tables."""
 from airflow.sdk import DAG, Param
 
-from medallion_airflow.dags import BRONZE, SILVER, dag_kwargs
+from medallion_airflow.dags import BRONZE, SILVER, after, dag_kwargs
 from medallion_airflow.jobs import job_task
 
 with DAG(
-    schedule=[BRONZE],
+    schedule=after(BRONZE),
     params={"entities": Param("patients,claims,medical_events", type="string",
                               description="Comma-separated entities to process (patients first)")},
     **dag_kwargs(
@@ -13,7 +13,7 @@ with DAG(
         tags=["silver", "quality"],
         doc_md="""
 ### Silver validation
-Runs when bronze has new rows. Standardizes each new bronze row, checks it against the rule catalog in
+Runs when bronze has new rows (and hourly as a safety net; backfillable). Standardizes each new bronze row, checks it against the rule catalog in
 `include/pipeline.yaml`, tokenizes names, and MERGEs valid rows into the silver tables; failures go to the
 quarantine tables with every rule they failed. The run summary (XCom) holds the quality score.
 """,

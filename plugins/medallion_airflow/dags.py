@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from airflow.sdk import Asset, CronDataIntervalTimetable
+from airflow.sdk import Asset, AssetOrTimeSchedule, CronDataIntervalTimetable
 
 from medallion_airflow import settings
 from medallion_airflow.jobs import TEMPLATE_FILTERS
@@ -17,6 +17,11 @@ LANDING = Asset(name="medallion_landing", uri="medallion://data_eng/landing", gr
 BRONZE = Asset(name="medallion_bronze", uri="medallion://data_eng/bronze", group="medallion")
 SILVER = Asset(name="medallion_silver", uri="medallion://data_eng/silver", group="medallion")
 GOLD = Asset(name="medallion_gold", uri="medallion://data_eng/gold", group="medallion")
+
+
+def after(asset: Asset) -> AssetOrTimeSchedule:
+    """Run when `asset` is updated, and hourly as a safety net (which also makes the DAG backfillable by interval)."""
+    return AssetOrTimeSchedule(timetable=HOURLY, assets=[asset])
 
 
 def default_args() -> dict[str, Any]:

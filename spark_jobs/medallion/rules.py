@@ -20,9 +20,13 @@ def _fill(expr: str, quality: dict) -> str:
                 return str(quality["ranges"][rng][bound])
             except KeyError as exc:
                 raise ConfigError(f"rule placeholder {{{name}}} has no range in quality.ranges") from exc
+        pattern = quality.get("patterns", {}).get(name)
+        if pattern is not None:  # goes inside a SQL string literal: escape backslashes and quotes
+            return str(pattern).replace("\\", "\\\\").replace("'", "\\'")
         vocab = quality.get("vocabularies", {}).get(name)
         if vocab is None:
-            raise ConfigError(f"rule placeholder {{{name}}} has no vocabulary in quality.vocabularies")
+            raise ConfigError(f"rule placeholder {{{name}}} has no vocabulary in quality.vocabularies "
+                              "nor pattern in quality.patterns")
         return ", ".join("'" + str(v).replace("'", "''") + "'" for v in vocab)
     return _PLACEHOLDER.sub(value, expr)
 

@@ -97,6 +97,10 @@ def test_data_flows_through_assets(dagbag):
     for dag_id in ("medallion_generate", "medallion_monitor"):  # hourly on the clock, with real intervals
         timetable = dagbag.dags[dag_id].timetable
         assert type(timetable).__name__ == "CronDataIntervalTimetable" and timetable.expression == "0 * * * *"
+    for dag_id in ("medallion_bronze", "medallion_silver", "medallion_gold"):  # on data, or hourly: backfillable
+        timetable = dagbag.dags[dag_id].timetable
+        assert type(timetable).__name__ == "AssetOrTimeSchedule"
+        assert timetable.timetable.expression == "0 * * * *"
 
 
 def test_generate_params_can_be_changed_at_trigger_time(dagbag):

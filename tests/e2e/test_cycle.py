@@ -30,14 +30,21 @@ def test_hourly_cycle_through_airflow_is_consistent_and_rerunnable(tmp_path, mon
     env = dict(os.environ, AIRFLOW_HOME=str(tmp_path / "airflow"), MEDALLION_LAKEHOUSE=str(lake_root),
                MEDALLION_PATIENTS_PER_BATCH=str(PATIENTS), MEDALLION_AIRFLOW_PORT="8791")
     first = _cycle(env, tmp_path / "first.json")
-    generated = first["generate"]["rows"]
-    assert generated["patients"] == PATIENTS
+    landed = first["generate"]["rows"]  # clean rows + the injected defects (default rate)
+    assert first["generate"]["clean_rows"]["patients"] == PATIENTS
     counts = first["monitor"]["counts"]
     monkeypatch.setenv("MEDALLION_LAKEHOUSE", str(lake_root))
     settings = load_settings()
-    for entity, n in generated.items():
-        for layer in ("bronze", "silver", "gold"):
-            assert counts[settings.table_name(layer, entity)] == n, (layer, entity)
+    for entity, n in landed.items():
+        stats = first["silver"]["entities"][entity]
+        assert counts[settings.table_name("bronze", entity)] == n == stats["rows_in"]
+        # nothing lost: every landed row is in silver, in quarantine, or counted as a duplicate
+        assert n == stats["valid"] + stats["quarantined"] + stats["exact_duplicates"]
+        assert counts[settings.table_name("quarantine", entity)] == stats["quarantined"]
+        assert counts[settings.table_name("silver", entity)] == stats["inserted"]
+    for entity in ("claims", "medical_events"):
+        assert counts[settings.table_name("gold", entity)] == counts[settings.table_name("silver", entity)]
+    assert first["silver"]["quality_score"] >= settings.quality["target_score"]
 
     # the same hour again: Airflow re-runs the interval and no row lands twice
     second = _cycle(env, tmp_path / "second.json")

@@ -19,7 +19,7 @@ def _write_landing(settings, tag: str, entity: str, text: str) -> None:
 
 
 def test_cycle_is_consistent_and_rerunning_lands_nothing_twice(run_job, spark, settings):
-    gen = run_job("generate", *H5, "--patients", "120")
+    gen = run_job("generate", *H5, "--patients", "120", "--defect-rate", "0")
     first = run_job("bronze", *H5)
     assert first["tables"]["patients"]["rows_ingested"] == gen["rows"]["patients"] == 120
     assert first["rows_ingested"] == sum(gen["rows"].values())
@@ -28,7 +28,7 @@ def test_cycle_is_consistent_and_rerunning_lands_nothing_twice(run_job, spark, s
     run_job("gold")
 
     # re-run every layer for the same interval: nothing new lands anywhere
-    run_job("generate", *H5, "--patients", "120")
+    run_job("generate", *H5, "--patients", "120", "--defect-rate", "0")
     assert run_job("bronze", *H5)["rows_ingested"] == 0
     assert run_job("silver")["entities"]["patients"]["rows_in"] == 0
     run_job("gold")
@@ -111,6 +111,29 @@ def test_scd2_new_version_splits_history_and_facts_follow_the_date(run_job, spar
     before = sorted(map(tuple, _table(spark, settings, "gold", "claims").drop("_updated_at").collect()))
     run_job("gold")
     assert sorted(map(tuple, _table(spark, settings, "gold", "claims").drop("_updated_at").collect())) == before
+
+
+def test_quarantine_catches_every_injected_defect_and_nothing_else(run_job, spark, settings):
+    from medallion.groundtruth import evaluate
+    gens = [run_job("generate", "--interval-start", f"2026-11-27T0{h}:00:00Z", "--patients", "1500",
+                    "--defect-rate", "0.01") for h in (3, 4)]
+    assert gens[1]["changed_rows"]["patients"] > 0 and sum(g["defects"] for g in gens) > 200
+    run_job("bronze")
+    silver = run_job("silver")
+    truth = evaluate(spark, settings)
+    assert (truth["recall"], truth["precision"]) == (1.0, 1.0), truth
+    assert truth["missed"] == truth["false_positives"] == 0
+    assert sum(s["exact_duplicates"] for s in silver["entities"].values()) == truth["duplicates_injected"]
+
+
+def test_default_defect_rate_keeps_the_quality_score_above_target(run_job, settings):
+    run_job("generate", *H5, "--patients", "3000")
+    run_job("bronze")
+    silver = run_job("silver")
+    assert silver["quality_score"] >= settings.quality["target_score"]
+    for entity, stats in silver["entities"].items():
+        assert stats["quarantined"] > 0, entity  # defects are injected by default ...
+        assert stats["quality_score"] >= settings.quality["target_score"], entity  # ... and stay below 0.5 %
 
 
 def test_a_failing_job_exits_non_zero_with_a_one_line_reason(run_job, capsys):
