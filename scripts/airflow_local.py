@@ -264,17 +264,32 @@ def run_cycle(api: Api, stack: Stack, timeout: float) -> dict:
         raise RuntimeError(f"medallion_generate failed: {task_failure_reason(api, 'medallion_generate', run['dag_run_id'])}")
     after = _parse(run["end_date"]) - timedelta(seconds=1)
     summaries = {"generate": api.xcom("medallion_generate", run["dag_run_id"], "generate")}
-    for dag_id, task in [("medallion_bronze", "bronze"), ("medallion_silver", "silver"), ("medallion_gold", "gold")]:
-        def layer_run(dag_id=dag_id):
-            done = [r for r in api.runs(dag_id, 10) if (_parse(r.get("queued_at")) or started) >= after
-                    and r["state"] in TERMINAL]
-            return done[0] if done else None
-        run = wait_for(f"{dag_id} to run", layer_run, stack, timeout)
-        if run["state"] != "success":
-            raise RuntimeError(f"{dag_id} failed: {task_failure_reason(api, dag_id, run['dag_run_id'])}")
-        print(f"{dag_id}: {run['dag_run_id']} succeeded", flush=True)
-        summaries[task] = api.xcom(dag_id, run["dag_run_id"], task)
-        after = _parse(run["end_date"]) - timedelta(seconds=1)
+    layers = [("medallion_bronze", "bronze"), ("medallion_silver", "silver"), ("medallion_gold", "gold")]
+
+    def settled():
+        """Every layer finished a run queued after the layer before it last finished, and nothing is pending.
+
+        Bronze, silver and gold run on their upstream asset *and* hourly, so the work of a cycle may be spread
+        over several runs of a layer: all runs since the cycle started belong to it."""
+        prev_end, out = after, {}
+        for dag_id, _ in layers:
+            runs = [r for r in api.runs(dag_id, 50) if (_parse(r.get("queued_at")) or started) >= started]
+            if any(r["state"] not in TERMINAL for r in runs):
+                return None
+            failed = [r for r in runs if r["state"] != "success"]
+            if failed:
+                raise RuntimeError(f"{dag_id} failed: {task_failure_reason(api, dag_id, failed[0]['dag_run_id'])}")
+            if not any(_parse(r["queued_at"]) >= prev_end for r in runs):
+                return None
+            out[dag_id] = runs
+            prev_end = max(_parse(r["end_date"]) for r in runs) - timedelta(seconds=1)
+        return out
+
+    runs_by_dag = wait_for("bronze, silver and gold to settle", settled, stack, timeout)
+    for dag_id, task in layers:
+        runs = sorted(runs_by_dag[dag_id], key=lambda r: r["queued_at"])
+        print(f"{dag_id}: {len(runs)} run(s) succeeded ({', '.join(r['dag_run_id'] for r in runs)})", flush=True)
+        summaries[task] = combine(task, [api.xcom(dag_id, r["dag_run_id"], task) for r in runs])
     monitor = api.post("/api/v2/dags/medallion_monitor/dagRuns", {"logical_date": None, "conf": {}})
     run = wait_for("the monitoring run", lambda: next(
         (r for r in api.runs("medallion_monitor") if r["dag_run_id"] == monitor["dag_run_id"]
@@ -285,6 +300,35 @@ def run_cycle(api: Api, stack: Stack, timeout: float) -> dict:
     summaries["interval_start"] = interval_start.isoformat()
     summaries["wall_seconds"] = round((datetime.now(timezone.utc) - started).total_seconds(), 1)
     return summaries
+
+
+def combine(task: str, results: list[dict]) -> dict:
+    """One summary for all runs of a layer in a cycle: row figures add up, table totals come from the last run."""
+    if task == "bronze":
+        tables: dict[str, dict] = {}
+        for r in results:
+            for entity, t in r.get("tables", {}).items():
+                tables.setdefault(entity, {"table": t["table"], "rows_ingested": 0})["rows_ingested"] += t["rows_ingested"]
+        return {"runs": len(results), "tables": tables, "rows_ingested": sum(r["rows_ingested"] for r in results)}
+    if task == "silver":
+        entities: dict[str, dict] = {}
+        for r in results:
+            for entity, st in r.get("entities", {}).items():
+                acc = entities.setdefault(entity, {"quarantined_by_rule": {}})
+                for key, value in st.items():
+                    if key == "quarantined_by_rule":
+                        for rule, n in value.items():
+                            acc[key][rule] = acc[key].get(rule, 0) + n
+                    elif isinstance(value, int) and not isinstance(value, bool):
+                        acc[key] = acc.get(key, 0) + value
+        for st in entities.values():
+            scored = st.get("valid", 0) + st.get("quarantined", 0)
+            st["quality_score"] = round(st["valid"] / scored, 6) if scored else None
+        valid = sum(st.get("valid", 0) for st in entities.values())
+        scored = valid + sum(st.get("quarantined", 0) for st in entities.values())
+        return {"runs": len(results), "entities": entities, "quality_score": round(valid / scored, 6) if scored else None,
+                "target_score": results[-1].get("target_score")}
+    return {"runs": len(results), **results[-1]}
 
 
 def print_report(summaries: dict) -> None:
@@ -300,9 +344,11 @@ def print_report(summaries: dict) -> None:
         for name in tables[layer].values():
             print(f"  {layer:<7} {name:<24} {counts.get(name)!s:>10} rows")
     quarantined = sum(counts.get(n) or 0 for n in tables["quarantine"].values())
+    held = sum(counts.get(n) or 0 for n in tables["held"].values())
     silver = summaries.get("silver", {})
-    print(f"  quarantine (all entities)        {quarantined:>10} rows")
-    print(f"Silver quality score this run: {silver.get('quality_score')} (target {silver.get('target_score')})")
+    print(f"  quarantine (all entities)        {quarantined:>10} rows (with the rules they failed)")
+    print(f"  held for a missing patient       {held:>10} rows (re-validated every run)")
+    print(f"Silver quality score this cycle: {silver.get('quality_score')} (target {silver.get('target_score')})")
     print(f"Airflow run logs: {airflow_home() / 'logs'}")
 
 

@@ -76,6 +76,52 @@ def bench_cycle(patients: int, runs: int, workdir: Path) -> dict:
             "within_5_min": statistics.median(totals) < CYCLE_BUDGET_S}
 
 
+def _tree_rss(proc) -> int:
+    import psutil
+    total = 0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
+def bench_generator(volumes: list[int], workdir: Path) -> list[dict]:
+    """Generation throughput: one batch per volume on top of one earlier batch (so changes are generated too),
+    with the peak resident memory of the whole process tree (Python driver, JVM, Python workers)."""
+    import psutil
+    out = []
+    for patients in volumes:
+        lake = workdir / f"gen-{patients}"
+        shutil.rmtree(lake, ignore_errors=True)
+        env = dict(os.environ, MEDALLION_LAKEHOUSE=str(lake), MEDALLION_HOME=str(ROOT))
+        exe = str(Path(sys.executable).parent / "medallion-generate")
+        prior = ["--interval-start=2026-11-27T04:00:00+00:00", "--interval-end=2026-11-27T05:00:00+00:00",
+                 f"--patients={max(patients // 10, 1)}"]
+        subprocess.run([exe, *prior], env=env, capture_output=True, check=True)
+        start = time.perf_counter()
+        proc = psutil.Popen([exe, *INTERVAL, f"--patients={patients}"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+        peak = 0
+        while proc.poll() is None:
+            peak = max(peak, _tree_rss(proc))
+            time.sleep(0.2)
+        elapsed = time.perf_counter() - start
+        stdout = proc.stdout.read()
+        if proc.returncode != 0:
+            raise SystemExit(f"generate failed at {patients} patients")
+        summary = json.loads([l for l in stdout.splitlines() if l.startswith("{")][-1])
+        rows = sum(summary["rows"].values())
+        out.append({"patients": patients, "rows": summary["rows"], "seconds": round(elapsed, 2),
+                    "rows_per_s": round(rows / elapsed), "peak_rss_gib": round(peak / 2**30, 2),
+                    "defects": summary["defects"], "changed_rows": summary["changed_rows"]})
+        print(f"  generate {patients:>9,} patients: {elapsed:.1f}s, {rows / elapsed:,.0f} rows/s, "
+              f"peak {peak / 2**30:.2f} GiB", flush=True)
+        shutil.rmtree(lake, ignore_errors=True)
+    return out
+
+
 def bench_airflow(runs: int, workdir: Path) -> dict:
     walls = []
     for i in range(runs):
@@ -104,6 +150,13 @@ def markdown(results: dict) -> str:
         lines.append(f"| {c['patients']:,} | {r.get('claims', 0):,} | {r.get('medical_events', 0):,} | "
                      + " | ".join(f"{c['median_s'][j]:.1f} s" for j in JOBS)
                      + f" | {c['cycle_median_s']:.1f} s | {'yes' if c['within_5_min'] else 'NO'} |")
+    if results.get("generator"):
+        lines += ["", "Generation throughput (one batch on top of one earlier batch, so changes are included; "
+                      "peak = resident memory of the whole process tree):", "",
+                  "| patients | rows written | seconds | rows/s | peak memory |", "|---:|---:|---:|---:|---:|"]
+        for g in results["generator"]:
+            lines.append(f"| {g['patients']:,} | {sum(g['rows'].values()):,} | {g['seconds']:.1f} | "
+                         f"{g['rows_per_s']:,} | {g['peak_rss_gib']:.2f} GiB |")
     if results.get("airflow"):
         a = results["airflow"]
         lines += ["", f"Through the real Airflow components (scheduler, dag-processor, triggerer, api-server; "
@@ -119,6 +172,8 @@ def main() -> None:
     parser.add_argument("--volumes", default=f"{default},{default * 10}", help="patients per batch, comma-separated")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--airflow-runs", type=int, default=1, help="cycles timed through Airflow (0 to skip)")
+    parser.add_argument("--generator-volumes", default="10000,100000,1000000",
+                        help="patients per batch for the generation throughput figures ('' to skip)")
     parser.add_argument("--out", default=str(ROOT / "bench"))
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="medallion-bench-", dir=ROOT / ".cache"))
@@ -128,6 +183,9 @@ def main() -> None:
         for patients in [int(v) for v in args.volumes.split(",")]:
             print(f"Cycle at {patients} patients per batch:", flush=True)
             results["cycles"].append(bench_cycle(patients, args.runs, workdir))
+        if args.generator_volumes:
+            print("Generator throughput:", flush=True)
+            results["generator"] = bench_generator([int(v) for v in args.generator_volumes.split(",")], workdir)
         if args.airflow_runs:
             print("Cycle through Airflow:", flush=True)
             results["airflow"] = bench_airflow(args.airflow_runs, workdir)

@@ -3,7 +3,8 @@
 Reads every batch manifest (outside the landing folder) and the quarantine tables, matches them by
 (batch, file, key) — defects whose key is empty are matched by count within their batch — and reports per entity:
 expected defects caught by the expected rule (true positives), defects missed (false negatives) and quarantined
-rows that no defect explains (false positives, i.e. clean rows wrongly quarantined). Exact duplicates are counted
+rows that no defect explains (false positives, i.e. clean rows wrongly quarantined). Rows held for a patient that
+has not arrived count as caught by `patient_exists` (they become quarantine rows when their grace period ends). Exact duplicates are counted
 by silver, not quarantined, and are reported separately.
 """
 from __future__ import annotations
@@ -42,9 +43,16 @@ def evaluate(spark, settings: Settings) -> dict:
         file = settings.landing_file(entity)
         exp = (expected.filter(F.col("file") == file).groupBy("tag", "key")
                .agg(F.count("*").alias("n_exp"), F.collect_set("rule").alias("rules")))
-        qname = settings.table_name("quarantine", entity)
-        if lake.exists(qname):
-            q = (lake.read(qname)
+        # rows held for a missing patient are detected orphans too (quarantined once the grace period ends)
+        caught_tables = [lake.read(settings.table_name("quarantine", entity))
+                         if lake.exists(settings.table_name("quarantine", entity)) else None]
+        if entity != "patients" and lake.exists(settings.table_name("held", entity)):
+            caught_tables.append(lake.read(settings.table_name("held", entity))
+                                 .withColumn("_failed_rules", F.array(F.lit("patient_exists"))))
+        caught_tables = [t.select(KEYS[entity], "_source_file", "_failed_rules") for t in caught_tables if t is not None]
+        if caught_tables:
+            q = (caught_tables[0] if len(caught_tables) == 1 else caught_tables[0].unionByName(caught_tables[1]))
+            q = (q
                  .withColumn("tag", F.element_at(F.split("_source_file", "/"), -2))
                  .withColumn("key", F.coalesce(F.col(KEYS[entity]), F.lit("")))
                  .groupBy("tag", "key")
@@ -60,7 +68,7 @@ def evaluate(spark, settings: Settings) -> dict:
         tp, n_exp, n_q = int(row["tp"] or 0), int(row["expected"] or 0), int(row["quarantined"] or 0)
         fn, fp = n_exp - tp, n_q - tp
         tp_all, fn_all, fp_all = tp_all + tp, fn_all + fn, fp_all + fp
-        result["entities"][entity] = {"expected": n_exp, "quarantined": n_q, "true_positives": tp,
+        result["entities"][entity] = {"expected": n_exp, "quarantined_or_held": n_q, "true_positives": tp,
                                       "missed": fn, "false_positives": fp,
                                       "recall": round(tp / n_exp, 6) if n_exp else None,
                                       "precision": round(tp / n_q, 6) if n_q else None}

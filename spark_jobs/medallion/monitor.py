@@ -17,7 +17,7 @@ COUNTS_SCHEMA = StructType([
     StructField("row_count", LongType(), True),
 ])
 
-LAYERS = ("bronze", "silver", "gold", "quarantine")
+LAYERS = ("bronze", "silver", "gold", "quarantine", "held")
 
 
 def table_counts(ctx: JobContext) -> list[tuple[str, str, int | None]]:

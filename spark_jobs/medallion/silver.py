@@ -64,6 +64,7 @@ SILVER_COLUMNS = {
 # The key a silver row is upserted on: patients keep every version (one per record timestamp).
 MERGE_KEYS = {"patients": ["patient_id", "record_ts"], "claims": ["claim_id"], "medical_events": ["event_id"]}
 LINEAGE = ["_source_file", "_ingested_at", "_run_id"]
+Q_COLUMNS = {e: cols + ["_failed_rules", "_source_file", "_ingested_at", "_run_id"] for e, cols in SILVER_COLUMNS.items()}
 
 
 class SilverBatch:
@@ -75,6 +76,7 @@ class SilverBatch:
         self.salt = ctx.settings.hash_salt()
         self.silver = ctx.settings.table_name("silver", entity)
         self.quarantine = ctx.settings.table_name("quarantine", entity)
+        self.held = ctx.settings.table_name("held", entity) if entity != "patients" else None
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         spark = self.ctx.spark
@@ -95,16 +97,37 @@ class SilverBatch:
                    .drop("_patient_known"))
         std = std.withColumn("_run_id", F.lit(self.ctx.run_id)).persist()
         valid = std.filter(F.size("_failed_rules") == 0)
-        bad = std.filter(F.size("_failed_rules") > 0)
+        held = std.filter(F.col("_failed_rules") == F.array(F.lit("patient_exists")))  # only its patient missing
+        bad = std.filter((F.size("_failed_rules") > 0) & (F.col("_failed_rules") != F.array(F.lit("patient_exists"))))
+        if self.entity == "patients":
+            held = std.limit(0)
+        counts = std.agg(F.count("*").alias("n"), F.sum((F.size("_failed_rules") == 0).cast("int")).alias("valid"))\
+            .first()
+        superseded, written = self.upsert(valid)
+        n_held = self.hold(held) if self.entity != "patients" else 0
+        by_rule = self.quarantine_rows(bad)
+        s = self.stats
+        s["rows_in"] += rows_in
+        s["exact_duplicates"] += rows_in - int(counts["n"])
+        s["superseded_in_batch"] += superseded
+        s["valid"] += int(counts["valid"] or 0)
+        s["held"] += n_held
+        s["quarantined"] += int(counts["n"]) - int(counts["valid"] or 0) - n_held
+        s["inserted"] += written.get("numTargetRowsInserted", 0)
+        s["updated"] += written.get("numTargetRowsUpdated", 0)
+        for rule, n in by_rule.items():
+            s["quarantined_by_rule"][rule] = s["quarantined_by_rule"].get(rule, 0) + n
+        std.unpersist()
+        batch.unpersist()
 
-        # several versions of one key in a batch: keep the latest arrival (patients keep one per timestamp)
+    def upsert(self, valid: DataFrame) -> tuple[int, dict]:
+        """MERGE validated rows into silver; several versions of one key in a batch: the latest arrival wins."""
         keys = MERGE_KEYS[self.entity]
         w = Window.partitionBy(*keys).orderBy(*[F.col(c).desc() for c in ARRIVAL_ORDER])
-        latest = (valid.withColumn("_rank", F.row_number().over(w)).filter("_rank = 1").drop("_rank")
+        ranked = valid.withColumn("_rank", F.row_number().over(w))
+        latest = (ranked.filter("_rank = 1").drop("_rank")
                   .select(*SILVER_COLUMNS[self.entity], *LINEAGE)
                   .withColumn("_processed_at", F.current_timestamp()))
-        superseded = valid.count() - latest.count()
-
         target = self.lake.delta(self.silver)
         cond = " AND ".join(f"t.{k} <=> s.{k}" for k in keys)
         merge = target.alias("t").merge(latest.alias("s"), cond)
@@ -116,29 +139,60 @@ class SilverBatch:
                 .whenNotMatchedInsertAll()
         merge.execute()
         written = _last_merge_metrics(target)
+        superseded = int(written.get("numSourceRows", 0))
+        superseded = valid.count() - superseded if superseded else 0
+        return superseded, written
 
-        q_cols = [c for c in SILVER_COLUMNS[self.entity]] + ["_failed_rules", "_source_file", "_ingested_at",
-                                                            "_run_id"]
-        quarantined = (bad.select(*q_cols, F.sha2(F.to_json(F.struct(*q_cols[:-1])), 256).alias("_row_hash"))
-                       .withColumn("_quarantined_at", F.current_timestamp()))
-        qtable = self.lake.delta(self.quarantine)
-        qtable.alias("t").merge(quarantined.alias("s"), "t._row_hash = s._row_hash").whenNotMatchedInsertAll().execute()
+    def _with_hash(self, df: DataFrame) -> DataFrame:
+        return df.select(*Q_COLUMNS[self.entity], F.sha2(F.to_json(F.struct(*Q_COLUMNS[self.entity][:-1])), 256)
+                         .alias("_row_hash"))
 
-        by_rule = {r["rule"]: r["n"] for r in bad.select(F.explode("_failed_rules").alias("rule"))
-                   .groupBy("rule").agg(F.count("*").alias("n")).collect()}
-        n_bad = bad.count()
-        s = self.stats
-        s["rows_in"] += rows_in
-        s["exact_duplicates"] += rows_in - distinct.count()
-        s["superseded_in_batch"] += superseded
-        s["valid"] += valid.count()
-        s["quarantined"] += n_bad
-        s["inserted"] += written.get("numTargetRowsInserted", 0)
-        s["updated"] += written.get("numTargetRowsUpdated", 0)
-        for rule, n in by_rule.items():
-            s["quarantined_by_rule"][rule] = s["quarantined_by_rule"].get(rule, 0) + n
-        std.unpersist()
-        batch.unpersist()
+    def quarantine_rows(self, bad: DataFrame) -> dict[str, int]:
+        """Append failures (idempotently, by row hash) with every rule they failed; return counts by rule."""
+        rows = self._with_hash(bad).withColumn("_quarantined_at", F.current_timestamp())
+        (self.lake.delta(self.quarantine).alias("t").merge(rows.alias("s"), "t._row_hash = s._row_hash")
+         .whenNotMatchedInsertAll().execute())
+        return {r["rule"]: r["n"] for r in bad.select(F.explode("_failed_rules").alias("rule"))
+                .groupBy("rule").agg(F.count("*").alias("n")).collect()}
+
+    def hold(self, held: DataFrame) -> int:
+        """Rows whose patient has not arrived yet wait in the held table; they are re-validated every run."""
+        rows = self._with_hash(held).withColumn("_held_since", F.current_timestamp())
+        (self.lake.delta(self.held).alias("t").merge(rows.alias("s"), "t._row_hash = s._row_hash")
+         .whenNotMatchedInsertAll().execute())
+        return int(_last_merge_metrics(self.lake.delta(self.held)).get("numSourceRows", 0))
+
+    def release_held(self) -> None:
+        """Re-validate held rows: those whose patient arrived go to silver, those past the grace period to quarantine."""
+        held_table = self.lake.delta(self.held)
+        held = held_table.toDF().persist()
+        if held.isEmpty():
+            held.unpersist()
+            return
+        known = (self.lake.read(self.ctx.settings.table_name("silver", "patients")).select("patient_id").distinct()
+                 .withColumn("_known", F.lit(True)))
+        grace = float(self.ctx.settings.quality.get("orphan_grace_hours", 24))
+        checked = (held.join(known, "patient_id", "left")
+                   .withColumn("_expired", F.col("_known").isNull()
+                               & (F.col("_held_since") < F.current_timestamp() - F.expr(f"INTERVAL {int(grace * 3600)} SECONDS")))
+                   .persist())
+        ready = checked.filter(F.col("_known").isNotNull()).withColumn("_failed_rules", F.array().cast("array<string>"))
+        expired = checked.filter("_expired")
+        n_ready, n_expired = ready.count(), expired.count()
+        if n_ready:
+            self.upsert(ready.withColumn("_run_id", F.lit(self.ctx.run_id)))
+        if n_expired:
+            self.quarantine_rows(expired)
+        done = checked.filter(F.col("_known").isNotNull() | F.col("_expired")).select("_row_hash")
+        if n_ready or n_expired:
+            held_table.alias("t").merge(done.alias("s"), "t._row_hash = s._row_hash").whenMatchedDelete().execute()
+        self.stats["released"] += n_ready
+        self.stats["expired_to_quarantine"] += n_expired
+        if n_expired:
+            self.stats["quarantined_by_rule"]["patient_exists"] = \
+                self.stats["quarantined_by_rule"].get("patient_exists", 0) + n_expired
+        checked.unpersist()
+        held.unpersist()
 
 
 def _last_merge_metrics(table) -> dict:
@@ -149,34 +203,45 @@ def _last_merge_metrics(table) -> dict:
 
 
 def ensure_tables(ctx: JobContext, entity: str, sample: DataFrame) -> None:
-    """Create silver and quarantine tables from the schema standardization produces."""
+    """Create the silver, quarantine and held tables from the schema standardization produces."""
     lake = ctx.lakehouse
     std = standardize(entity, sample, "x").withColumn("_run_id", F.lit("x")) \
         .withColumn("_processed_at", F.current_timestamp())
     silver_schema = std.select(*SILVER_COLUMNS[entity], *LINEAGE, "_processed_at").schema
     lake.ensure(ctx.settings.table_name("silver", entity), silver_schema, "silver")
-    q = std.withColumn("_failed_rules", F.array().cast("array<string>"))
-    q_cols = SILVER_COLUMNS[entity] + ["_failed_rules", "_source_file", "_ingested_at", "_run_id"]
-    q_schema = (q.select(*q_cols, F.lit("h").alias("_row_hash"), F.current_timestamp().alias("_quarantined_at"))
-                .schema)
-    lake.ensure(ctx.settings.table_name("quarantine", entity), q_schema, "quarantine")
+    q = std.withColumn("_failed_rules", F.array().cast("array<string>")) \
+        .select(*Q_COLUMNS[entity], F.lit("h").alias("_row_hash"))
+    lake.ensure(ctx.settings.table_name("quarantine", entity),
+                q.withColumn("_quarantined_at", F.current_timestamp()).schema, "quarantine")
+    if entity != "patients":
+        lake.ensure(ctx.settings.table_name("held", entity),
+                    q.withColumn("_held_since", F.current_timestamp()).schema, "quarantine")
+
+
+def score(valid: int, quarantined: int) -> float | None:
+    return round(valid / (valid + quarantined), 6) if valid + quarantined else None
 
 
 def process(ctx: JobContext, entity: str) -> dict:
     lake = ctx.lakehouse
     bronze = ctx.settings.table_name("bronze", entity)
     stats = {"rows_in": 0, "exact_duplicates": 0, "superseded_in_batch": 0, "valid": 0, "quarantined": 0,
-             "inserted": 0, "updated": 0, "quarantined_by_rule": {}}
+             "held": 0, "released": 0, "expired_to_quarantine": 0, "inserted": 0, "updated": 0,
+             "quarantined_by_rule": {}}
     if not lake.exists(bronze):
         stats["note"] = f"{bronze} does not exist yet"
         return stats
     ensure_tables(ctx, entity, lake.read(bronze).limit(0))
-    query = (lake.read_stream(bronze).writeStream.foreachBatch(SilverBatch(ctx, entity, stats))
+    batch = SilverBatch(ctx, entity, stats)
+    if entity != "patients":
+        batch.release_held()  # patients that arrived since the last run (patients are processed first)
+    query = (lake.read_stream(bronze).writeStream.foreachBatch(batch)
              .option("checkpointLocation", lake.checkpoint(f"silver_{entity}"))
              .trigger(availableNow=True).start())
     query.awaitTermination()
-    scored = stats["valid"] + stats["quarantined"]
-    stats["quality_score"] = round(stats["valid"] / scored, 6) if scored else None
+    # rows released from held count as valid, expired ones as quarantined (they were neither when they arrived)
+    stats["quality_score"] = score(stats["valid"] + stats["released"],
+                                   stats["quarantined"] + stats["expired_to_quarantine"])
     stats["table"] = lake.display_name(ctx.settings.table_name("silver", entity))
     return stats
 
@@ -184,9 +249,10 @@ def process(ctx: JobContext, entity: str) -> dict:
 def run(ctx: JobContext) -> dict:
     # patients first: claims and events are checked against silver_patients
     results = {entity: process(ctx, entity) for entity in selected_entities(ctx.args)}
-    valid = sum(r["valid"] for r in results.values())
-    scored = valid + sum(r["quarantined"] for r in results.values())
-    return {"entities": results, "quality_score": round(valid / scored, 6) if scored else None,
+    valid = sum(r["valid"] + r["released"] for r in results.values())
+    bad = sum(r["quarantined"] + r["expired_to_quarantine"] for r in results.values())
+    return {"entities": results, "quality_score": score(valid, bad),
+            "held_rows": {e: ctx.lakehouse.count(ctx.settings.table_name("held", e)) for e in results if e != "patients"},
             "target_score": ctx.settings.quality["target_score"]}
 
 

@@ -38,10 +38,15 @@ def test_hourly_cycle_through_airflow_is_consistent_and_rerunnable(tmp_path, mon
     for entity, n in landed.items():
         stats = first["silver"]["entities"][entity]
         assert counts[settings.table_name("bronze", entity)] == n == stats["rows_in"]
-        # nothing lost: every landed row is in silver, in quarantine, or counted as a duplicate
-        assert n == stats["valid"] + stats["quarantined"] + stats["exact_duplicates"]
-        assert counts[settings.table_name("quarantine", entity)] == stats["quarantined"]
+        # nothing lost: every landed row is in silver, in quarantine, held for its patient, or a duplicate
+        assert n == stats["valid"] + stats["quarantined"] + stats["exact_duplicates"] + stats["held"]
+        assert counts[settings.table_name("quarantine", entity)] == stats["quarantined"] \
+            + stats["expired_to_quarantine"]
         assert counts[settings.table_name("silver", entity)] == stats["inserted"]
+        if entity != "patients":  # every patient of the hour arrived: only the injected orphans stay held
+            kind = {"claims": "claim_orphan_patient", "medical_events": "event_orphan_patient"}[entity]
+            orphans = first["generate"]["defects_by_kind"].get(kind, 0)
+            assert counts[settings.table_name("held", entity)] == orphans
     for entity in ("claims", "medical_events"):
         assert counts[settings.table_name("gold", entity)] == counts[settings.table_name("silver", entity)]
     assert first["silver"]["quality_score"] >= settings.quality["target_score"]

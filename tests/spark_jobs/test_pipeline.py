@@ -79,10 +79,37 @@ def test_bad_rows_are_quarantined_with_every_rule_they_fail(run_job, spark, sett
          for r in _table(spark, settings, "quarantine", "patients").collect()}
     assert q == {"P0000002": ["valid_age", "valid_charges", "valid_sex"], "P1": ["valid_patient_id"]}
     qc = {r.claim_id: list(r._failed_rules) for r in _table(spark, settings, "quarantine", "claims").collect()}
-    assert qc == {"C0000002": ["patient_exists"], "C0000003": ["valid_claim_amount"]}
-    # reconciliation: every landed row is in silver, in quarantine, or counted as a duplicate
+    assert qc == {"C0000003": ["valid_claim_amount"]}
+    # a claim whose patient has not arrived is held, not quarantined
+    assert [r.claim_id for r in _table(spark, settings, "held", "claims").collect()] == ["C0000002"]
+    # reconciliation: every landed row is in silver, in quarantine, held, or counted as a duplicate
     for entity, stats in s.items():
-        assert stats["rows_in"] == stats["valid"] + stats["quarantined"] + stats["exact_duplicates"], entity
+        assert stats["rows_in"] == stats["valid"] + stats["quarantined"] + stats["exact_duplicates"] \
+            + stats["held"], entity
+
+
+def test_claims_whose_patient_arrives_a_batch_later_are_held_then_released(run_job, spark, settings, monkeypatch):
+    claims_header = "claim_id,patient_id,claim_amount,claim_date,diagnosis_code,procedure_code,claim_status\n"
+    header = "patient_id,first_name,last_name,age,sex,region,bmi,smoker,children,charges,insurance_plan," \
+             "coverage_start_date,timestamp\n"
+    _write_landing(settings, "2026-11-27T0400Z", "claims", claims_header +
+                   "C0000001,P0000001,120.5,2026-11-01,I10,99213,approved\n"
+                   "C0000002,P0000002,80.0,2026-11-02,I10,99213,PAID\n")
+    run_job("bronze")
+    first = run_job("silver")["entities"]["claims"]
+    assert (first["held"], first["valid"], first["quarantined"]) == (2, 0, 0)
+    _write_landing(settings, "2026-11-27T0500Z", "patients", header +
+                   "P0000001,Ann,Lee,40,FEMALE,SOUTHWEST,25.0,false,1,9000.5,GOLD,2025-01-01,2026-11-27 05:10:00\n")
+    run_job("bronze")
+    second = run_job("silver")
+    assert second["entities"]["claims"]["released"] == 1 and second["held_rows"]["claims"] == 1
+    assert [r.claim_id for r in _table(spark, settings, "silver", "claims").collect()] == ["C0000001"]
+    # past the grace period the orphan is quarantined with the referential-integrity rule
+    monkeypatch.setenv("MEDALLION_ORPHAN_GRACE_HOURS", "0")
+    third = run_job("silver")
+    assert third["entities"]["claims"]["expired_to_quarantine"] == 1 and third["held_rows"]["claims"] == 0
+    assert [(r.claim_id, list(r._failed_rules)) for r in _table(spark, settings, "quarantine", "claims").collect()] \
+        == [("C0000002", ["patient_exists"])]
 
 
 def test_scd2_new_version_splits_history_and_facts_follow_the_date(run_job, spark, settings):
