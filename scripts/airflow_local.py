@@ -321,12 +321,17 @@ def combine(task: str, results: list[dict]) -> dict:
                             acc[key][rule] = acc[key].get(rule, 0) + n
                     elif isinstance(value, int) and not isinstance(value, bool):
                         acc[key] = acc.get(key, 0) + value
+        def good(st):  # rows released from held passed every rule; expired ones failed patient_exists
+            return st.get("valid", 0) + st.get("released", 0)
+
+        def scored(st):
+            return good(st) + st.get("quarantined", 0) + st.get("expired_to_quarantine", 0)
+
         for st in entities.values():
-            scored = st.get("valid", 0) + st.get("quarantined", 0)
-            st["quality_score"] = round(st["valid"] / scored, 6) if scored else None
-        valid = sum(st.get("valid", 0) for st in entities.values())
-        scored = valid + sum(st.get("quarantined", 0) for st in entities.values())
-        return {"runs": len(results), "entities": entities, "quality_score": round(valid / scored, 6) if scored else None,
+            st["quality_score"] = round(good(st) / scored(st), 6) if scored(st) else None
+        valid = sum(good(st) for st in entities.values())
+        total = sum(scored(st) for st in entities.values())
+        return {"runs": len(results), "entities": entities, "quality_score": round(valid / total, 6) if total else None,
                 "target_score": results[-1].get("target_score")}
     return {"runs": len(results), **results[-1]}
 

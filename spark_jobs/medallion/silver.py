@@ -180,7 +180,9 @@ class SilverBatch:
         expired = checked.filter("_expired")
         n_ready, n_expired = ready.count(), expired.count()
         if n_ready:
-            self.upsert(ready.withColumn("_run_id", F.lit(self.ctx.run_id)))
+            _, written = self.upsert(ready.withColumn("_run_id", F.lit(self.ctx.run_id)))
+            self.stats["inserted"] += written.get("numTargetRowsInserted", 0)
+            self.stats["updated"] += written.get("numTargetRowsUpdated", 0)
         if n_expired:
             self.quarantine_rows(expired)
         done = checked.filter(F.col("_known").isNotNull() | F.col("_expired")).select("_row_hash")
@@ -247,6 +249,7 @@ def process(ctx: JobContext, entity: str) -> dict:
 
 
 def run(ctx: JobContext) -> dict:
+    ctx.settings.hash_salt()  # outside the local environment: no secret salt, no start
     # patients first: claims and events are checked against silver_patients
     results = {entity: process(ctx, entity) for entity in selected_entities(ctx.args)}
     valid = sum(r["valid"] + r["released"] for r in results.values())
