@@ -11,7 +11,7 @@ import os
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.types import DateType, LongType, StringType, StructField, StructType, TimestampType
+from pyspark.sql.types import DateType, StringType, StructField, StructType, TimestampType
 
 from .cli import JobContext, entities_argument, entry, selected_entities
 from .schemas import BRONZE_SCHEMAS, RESCUED, source_schema

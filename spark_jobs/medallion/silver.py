@@ -7,8 +7,6 @@ the rules it failed, or counted as a duplicate.
 """
 from __future__ import annotations
 
-from functools import reduce
-
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
