@@ -122,11 +122,18 @@ def bench_generator(volumes: list[int], workdir: Path) -> list[dict]:
     return out
 
 
+def free_port() -> int:
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def bench_airflow(runs: int, workdir: Path) -> dict:
     walls = []
     for i in range(runs):
         env = dict(os.environ, AIRFLOW_HOME=str(workdir / f"airflow-{i}"),
-                   MEDALLION_LAKEHOUSE=str(workdir / f"af-lake-{i}"), MEDALLION_AIRFLOW_PORT="8793")
+                   MEDALLION_LAKEHOUSE=str(workdir / f"af-lake-{i}"), MEDALLION_AIRFLOW_PORT=str(free_port()))
         summary = workdir / f"airflow-{i}.json"
         out = subprocess.run([sys.executable, str(ROOT / "scripts" / "airflow_local.py"), "cycle",
                               "--summary-json", str(summary)], env=env, capture_output=True, text=True)
@@ -179,22 +186,28 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="medallion-bench-", dir=ROOT / ".cache"))
     results = {"measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
                "runs": args.runs, "cycles": []}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def save() -> None:  # after every section, so a failure later keeps what was measured
+        (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        (out / "results.md").write_text(markdown(results))
+
     try:
         for patients in [int(v) for v in args.volumes.split(",")]:
             print(f"Cycle at {patients} patients per batch:", flush=True)
             results["cycles"].append(bench_cycle(patients, args.runs, workdir))
+            save()
         if args.generator_volumes:
             print("Generator throughput:", flush=True)
             results["generator"] = bench_generator([int(v) for v in args.generator_volumes.split(",")], workdir)
+            save()
         if args.airflow_runs:
             print("Cycle through Airflow:", flush=True)
             results["airflow"] = bench_airflow(args.airflow_runs, workdir)
+            save()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    (out / "results.md").write_text(markdown(results))
     print(markdown(results))
     print(f"Written to {out / 'results.json'} and {out / 'results.md'}")
 
