@@ -51,10 +51,9 @@ def entry_point(job: str) -> str:
 def job_parameters(job: str, extra: dict[str, str] | None = None, target: str | None = None) -> dict[str, str]:
     """The named parameters a job gets (rendered by Airflow's templating at run time)."""
     target = target or settings.target()
-    cfg = settings.pipeline_config()
     params = {"env": settings.pipeline_env()}
     if target == "databricks":
-        params["config"] = cfg["databricks"]["config_path"]
+        params["config"] = settings.databricks_settings(params["env"])["config_path"]
     params.update(COMMON_ARGUMENTS)
     params.update(extra or {})
     return params
@@ -65,25 +64,53 @@ def as_cli(named: dict[str, Any]) -> list[str]:
     return [f"--{key}={value}" for key, value in named.items() if value not in (None, "")]
 
 
-def databricks_payload(job: str, named: dict[str, str]) -> dict[str, Any]:
-    """A Jobs API runs/submit payload running the job's entry point from the wheel, compute from config."""
-    cfg = settings.pipeline_config()["databricks"]
-    wheel = cfg["wheel_path"]
+def secret_reference(scope: str, key: str) -> str:
+    """A Databricks secret reference (`{{secrets/scope/key}}`), kept literal through Airflow's Jinja rendering.
+
+    Databricks resolves it when the cluster starts; the secret value never passes through Airflow.
+    """
+    return "{% raw %}{{secrets/" + scope + "/" + key + "}}{% endraw %}"
+
+
+ENV_VARS_KEY = "medallion"
+
+
+def databricks_payload(job: str, named: dict[str, str], env: str | None = None) -> dict[str, Any]:
+    """A Jobs API runs/submit payload running the job's entry point from the wheel, compute per environment.
+
+    - serverless (the default): the task names a serverless environment whose dependencies hold the wheel;
+    - job_cluster: a new cluster per run (spec from config) with the wheel as a library and the hash salt as a
+      secret reference in its environment.
+    Non-secret settings the job reads from its environment (MEDALLION_ENV, MEDALLION_USER) go in a job-level
+    environment-variables entry, which serverless and classic compute both honour.
+    """
+    db = settings.databricks_settings(env)
     task: dict[str, Any] = {
         "task_key": f"medallion_{job}",
-        "python_wheel_task": {"package_name": cfg["wheel_package"], "entry_point": entry_point(job),
+        "python_wheel_task": {"package_name": db["package"], "entry_point": entry_point(job),
                               "named_parameters": dict(named)},
+        "environment_variables_key": ENV_VARS_KEY,
     }
-    payload: dict[str, Any] = {"tasks": [task]}
-    if cfg.get("compute", "serverless") == "serverless":
-        env_spec = dict(cfg["serverless_environment"]["spec"])
-        env_spec["dependencies"] = [wheel]
-        key = cfg["serverless_environment"]["environment_key"]
-        task["environment_key"] = key
-        payload["environments"] = [{"environment_key": key, "spec": env_spec}]
+    variables = {"MEDALLION_ENV": db["env"]}
+    if os.environ.get("MEDALLION_USER"):
+        variables["MEDALLION_USER"] = os.environ["MEDALLION_USER"]
+    payload: dict[str, Any] = {
+        "tasks": [task],
+        "environment_variables": [{"environment_variables_key": ENV_VARS_KEY, "spec": {"variables": variables}}],
+    }
+    if db["compute"] == "serverless":
+        env_cfg = db["serverless_environment"]
+        spec = {**env_cfg["spec"], "dependencies": [db["wheel_path"]]}
+        task["environment_key"] = env_cfg["environment_key"]
+        payload["environments"] = [{"environment_key": env_cfg["environment_key"], "spec": spec}]
     else:
-        task["new_cluster"] = dict(cfg["job_cluster"])
-        task["libraries"] = [{"whl": wheel}]
+        cluster = dict(db["job_cluster"])
+        salt_key = db["secret_keys"].get("hash_salt")
+        if salt_key:
+            cluster["spark_env_vars"] = {**cluster.get("spark_env_vars", {}),
+                                         db["hash_salt_env"]: secret_reference(db["secret_scope"], salt_key)}
+        task["new_cluster"] = cluster
+        task["libraries"] = [{"whl": db["wheel_path"]}]
     return payload
 
 
@@ -164,12 +191,13 @@ def job_task(job: str, *, task_id: str | None = None, arguments: dict[str, str] 
     if target == "local":
         return LocalSparkJobOperator(task_id=task_id, job=job, named_parameters=named, **kwargs)
     from airflow.providers.databricks.operators.databricks import DatabricksSubmitRunOperator
-    payload = databricks_payload(job, named)
+    db = settings.databricks_settings()
     return DatabricksSubmitRunOperator(
         task_id=task_id,
-        databricks_conn_id=cfg["databricks"]["connection_id"],
-        json=payload,
+        databricks_conn_id=db["connection_id"],
+        json=databricks_payload(job, named),
         run_name=f"medallion-{job} {{{{ dag.dag_id }}}} {{{{ run_id }}}}",
         timeout_seconds=timeout_s,
+        polling_period_seconds=db["polling_period_seconds"],
         **kwargs,
     )

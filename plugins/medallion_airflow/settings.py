@@ -54,3 +54,39 @@ def pipeline_env() -> str:
 
 def dag_config(dag_id: str) -> dict[str, Any]:
     return pipeline_config()["airflow"]["dags"][dag_id]
+
+
+def databricks_settings(env: str | None = None) -> dict[str, Any]:
+    """The Databricks side of one environment: compute, where the bundle put the wheel and config, its secrets.
+
+    `databricks` in pipeline.yaml holds what all environments share; `environments.<env>` picks the compute
+    (`serverless` or `job_cluster`), the secret scope and the workspace folder the bundle syncs to.
+    """
+    cfg = pipeline_config()
+    env = env or pipeline_env()
+    envs = cfg["environments"]
+    if env not in envs:
+        raise ValueError(f"unknown environment {env!r}; configured: {', '.join(sorted(envs))}")
+    env_cfg = envs[env]
+    if env_cfg.get("target") != "databricks":
+        raise ValueError(f"environment {env!r} does not run on Databricks (target {env_cfg.get('target')!r})")
+    db = cfg["databricks"]
+    compute = env_cfg.get("compute", "serverless")
+    if compute not in ("serverless", "job_cluster"):
+        raise ValueError(f"environment {env!r}: compute must be serverless or job_cluster, not {compute!r}")
+    files = str(env_cfg["workspace_files"]).rstrip("/")
+    return {
+        "env": env,
+        "compute": compute,
+        "connection_id": db["connection_id"],
+        "package": db["wheel_package"],
+        "wheel_path": db.get("wheel_path") or f"{files}/spark_jobs/dist/{db['wheel_file']}",
+        "config_path": db.get("config_path") or f"{files}/include/pipeline.yaml",
+        "polling_period_seconds": int(db.get("polling_period_seconds", 30)),
+        "serverless_environment": db["serverless_environment"],
+        "job_cluster": {**db["job_cluster"], **env_cfg.get("job_cluster", {})},
+        "catalog": env_cfg["catalog"],
+        "secret_scope": env_cfg["secret_scope"],
+        "secret_keys": dict(env_cfg.get("secret_keys", {})),
+        "hash_salt_env": env_cfg.get("hash_salt_env", "MEDALLION_HASH_SALT"),
+    }
