@@ -73,6 +73,8 @@ def secret_reference(scope: str, key: str) -> str:
 
 
 ENV_VARS_KEY = "medallion"
+# Non-secret settings include/pipeline.yaml reads from the environment that must match on both sides.
+PASSED_ENV_VARS = ("MEDALLION_USER", "MEDALLION_ANALYSTS_GROUP")
 
 
 def databricks_payload(job: str, named: dict[str, str], env: str | None = None) -> dict[str, Any]:
@@ -81,7 +83,7 @@ def databricks_payload(job: str, named: dict[str, str], env: str | None = None) 
     - serverless (the default): the task names a serverless environment whose dependencies hold the wheel;
     - job_cluster: a new cluster per run (spec from config) with the wheel as a library and the hash salt as a
       secret reference in its environment.
-    Non-secret settings the job reads from its environment (MEDALLION_ENV, MEDALLION_USER) go in a job-level
+    Non-secret settings the job reads from its environment (MEDALLION_ENV, PASSED_ENV_VARS) go in a job-level
     environment-variables entry, which serverless and classic compute both honour.
     """
     db = settings.databricks_settings(env)
@@ -92,8 +94,7 @@ def databricks_payload(job: str, named: dict[str, str], env: str | None = None) 
         "environment_variables_key": ENV_VARS_KEY,
     }
     variables = {"MEDALLION_ENV": db["env"]}
-    if os.environ.get("MEDALLION_USER"):
-        variables["MEDALLION_USER"] = os.environ["MEDALLION_USER"]
+    variables.update({name: os.environ[name] for name in PASSED_ENV_VARS if os.environ.get(name)})
     payload: dict[str, Any] = {
         "tasks": [task],
         "environment_variables": [{"environment_variables_key": ENV_VARS_KEY, "spec": {"variables": variables}}],

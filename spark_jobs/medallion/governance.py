@@ -1,0 +1,136 @@
+"""Governance on Unity Catalog: PHI column tags, who may read which layer, and secrets from a secret scope.
+
+Everything comes from `include/pipeline.yaml` → `governance` (and the environment's `secret_scope`); nothing here
+touches data, so nothing here can log a patient value.
+
+- `phi_statements(settings, table_key, table_ref)`: the SQL that marks a table's PHI columns — on Databricks
+  `ALTER TABLE … ALTER COLUMN … SET TAGS ('phi' = 'true', 'phi_kind' = '<kind>')` plus a column COMMENT; on the
+  local target only the COMMENT (open-source Delta has no tags). Idempotent: run it after creating a table.
+- `grant_statements(settings, table_key, table_ref)`: `GRANT SELECT` to the analysts group on the layers analysts
+  may read (gold only); nothing for other layers. Unity Catalog only.
+- `read_secret(settings, name)`: a secret of the environment (`hash_salt`, `smtp_password`): from its environment
+  variable when set (local runs, job clusters whose spark_env_vars hold a `{{secrets/…}}` reference), otherwise
+  from the environment's Databricks secret scope through dbutils (serverless).
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping
+
+from .config import ConfigError, Settings
+
+SECRET_ENV_VARS = {"hash_salt": "MEDALLION_HASH_SALT", "smtp_password": "MEDALLION_SMTP_PASSWORD"}
+
+
+def _raw(settings_or_cfg: Settings | Mapping[str, Any]) -> Mapping[str, Any]:
+    return settings_or_cfg.raw if isinstance(settings_or_cfg, Settings) else settings_or_cfg
+
+
+def _is_local(settings_or_cfg: Settings | Mapping[str, Any]) -> bool:
+    return isinstance(settings_or_cfg, Settings) and settings_or_cfg.is_local
+
+
+def table_key_of(settings_or_cfg: Settings | Mapping[str, Any], table: str) -> str:
+    """`<layer>.<entity>` for a table given as that key or by its configured name (e.g. `dim_patients`)."""
+    tables = _raw(settings_or_cfg)["tables"]
+    if "." in table:
+        layer, entity = table.split(".", 1)
+        if entity in tables.get(layer, {}):
+            return table
+        raise ConfigError(f"no table configured for {table}")
+    for layer, names in tables.items():
+        for entity, name in names.items():
+            if name == table:
+                return f"{layer}.{entity}"
+    raise ConfigError(f"table {table!r} is not in the tables section of the config")
+
+
+def phi_columns(settings_or_cfg: Settings | Mapping[str, Any], table_key: str) -> dict[str, str]:
+    """Column -> kind of PHI for one table (empty for tables without PHI, such as ops tables)."""
+    gov = _raw(settings_or_cfg).get("governance", {})
+    key = table_key_of(settings_or_cfg, table_key)
+    columns = dict(gov.get("phi_columns", {}).get(key) or {})
+    kinds = gov.get("phi_kinds", {})
+    unknown = sorted({k for k in columns.values() if k not in kinds})
+    if unknown:
+        raise ConfigError(f"governance.phi_columns.{key}: unknown PHI kinds {unknown}; known: {sorted(kinds)}")
+    return columns
+
+
+def quote_identifier(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def quote_string(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def phi_statements(settings_or_cfg: Settings | Mapping[str, Any], table_key: str, table_ref: str) -> list[str]:
+    """SQL statements tagging (Unity Catalog) and commenting every PHI column of one table.
+
+    `table_key` is `<layer>.<entity>` or the table's configured name; `table_ref` is the SQL reference of the
+    table as the caller uses it (Lakehouse.ref(table): `` `catalog`.`schema`.`table` `` or `` delta.`/path` ``).
+    """
+    gov = _raw(settings_or_cfg).get("governance", {})
+    tag = gov.get("phi_tag", "phi")
+    kind_tag = gov.get("phi_kind_tag")
+    kinds = gov.get("phi_kinds", {})
+    statements = []
+    for column, kind in phi_columns(settings_or_cfg, table_key).items():
+        col = quote_identifier(column)
+        if not _is_local(settings_or_cfg):
+            tags = [f"{quote_string(tag)} = 'true'"]
+            if kind_tag:
+                tags.append(f"{quote_string(kind_tag)} = {quote_string(kind)}")
+            statements.append(f"ALTER TABLE {table_ref} ALTER COLUMN {col} SET TAGS ({', '.join(tags)})")
+        comment = f"PHI ({kind}): {kinds.get(kind, kind)}"
+        statements.append(f"ALTER TABLE {table_ref} ALTER COLUMN {col} COMMENT {quote_string(comment)}")
+    return statements
+
+
+def grant_statements(settings_or_cfg: Settings | Mapping[str, Any], table_key: str, table_ref: str) -> list[str]:
+    """`GRANT SELECT` to the analysts group when the table's layer is one analysts may read (Unity Catalog only)."""
+    if _is_local(settings_or_cfg):
+        return []
+    gov = _raw(settings_or_cfg).get("governance", {})
+    layer = table_key_of(settings_or_cfg, table_key).split(".", 1)[0]
+    group = gov.get("analysts_group")
+    if not group or layer not in gov.get("analysts_read_layers", []):
+        return []
+    return [f"GRANT SELECT ON TABLE {table_ref} TO {quote_identifier(group)}"]
+
+
+def table_statements(settings_or_cfg: Settings | Mapping[str, Any], table_key: str, table_ref: str) -> list[str]:
+    """Everything governance wants run after a table is created: PHI tags/comments, then grants."""
+    return phi_statements(settings_or_cfg, table_key, table_ref) + grant_statements(settings_or_cfg, table_key,
+                                                                                    table_ref)
+
+
+def _dbutils():
+    try:
+        from databricks.sdk.runtime import dbutils  # present on Databricks compute (serverless and clusters)
+    except ImportError as exc:  # pragma: no cover - only off Databricks
+        raise ConfigError("no Databricks secret scope reachable here (databricks.sdk.runtime missing)") from exc
+    return dbutils
+
+
+def read_secret(settings: Settings, name: str, dbutils=None) -> str:
+    """A secret of the environment by its logical name (`hash_salt`, `smtp_password`). Never logged.
+
+    Environment variable first (`hash_salt_env` of the environment for the salt), then the environment's secret
+    scope (`secret_scope`, key from `secret_keys`).
+    """
+    var = settings.env_cfg.get("hash_salt_env", SECRET_ENV_VARS["hash_salt"]) if name == "hash_salt" \
+        else SECRET_ENV_VARS.get(name, f"MEDALLION_{name.upper()}")
+    value = os.environ.get(var)
+    if value:
+        return value
+    scope = settings.env_cfg.get("secret_scope")
+    key = (settings.env_cfg.get("secret_keys") or {}).get(name)
+    if not scope or not key:
+        raise ConfigError(f"environment {settings.env!r} has no secret {name!r}: set ${var} or "
+                          f"secret_scope/secret_keys.{name} in the config")
+    value = (dbutils or _dbutils()).secrets.get(scope=scope, key=key)
+    if not value:
+        raise ConfigError(f"secret {key!r} in scope {scope!r} is empty")
+    return value
