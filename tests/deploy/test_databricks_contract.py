@@ -1,0 +1,221 @@
+"""Contract test of the Databricks target: the real DatabricksSubmitRunOperator and DatabricksHook of each DAG task
+talk HTTP to a local server speaking the Jobs API endpoints they call (runs/submit, runs/get, runs/get-output,
+runs/cancel). The server checks the bearer token and validates every submitted payload against the SDK's Jobs
+data classes; the task runs through Airflow's own execute-with-timeout path (the one the task runner uses)."""
+from __future__ import annotations
+
+import json
+import threading
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from conftest import RUN_ID, load_dags, submit_round_trip, task_context
+
+TOKEN = "dapi-contract-test-token"
+
+
+class FakeJobsApi:
+    """An in-memory Jobs API 2.2: each submitted run walks through `states`, the last one repeating."""
+
+    def __init__(self):
+        self.requests: list[dict] = []
+        self.runs: dict[int, dict] = {}
+        self.states: list[dict] = [{"life_cycle_state": "TERMINATED", "result_state": "SUCCESS"}]
+        self.task_error: str | None = None
+        self.next_run_id = 1000
+        self.lock = threading.Lock()
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # keep the test output clean
+                pass
+
+            def _reply(self, status: int, body: dict):
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _handle(self, method: str):
+                url = urlsplit(self.path)
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length)) if length else None
+                query = {k: v[0] for k, v in parse_qs(url.query).items()}
+                record = {"method": method, "path": url.path, "query": query, "body": body,
+                          "auth": self.headers.get("Authorization")}
+                with api.lock:
+                    api.requests.append(record)
+                if record["auth"] != f"Bearer {TOKEN}":
+                    return self._reply(403, {"error_code": "PERMISSION_DENIED", "message": "Invalid access token."})
+                status, reply = api.route(method, url.path, query, body)
+                self._reply(status, reply)
+
+            def do_GET(self):
+                self._handle("GET")
+
+            def do_POST(self):
+                self._handle("POST")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    # ---- the endpoints ----------------------------------------------------------------------------
+    def route(self, method, path, query, body):
+        if method == "POST" and path == "/api/2.2/jobs/runs/submit":
+            try:
+                assert submit_round_trip(body) == body, "payload changed by the SDK round trip"
+            except AssertionError as exc:
+                return 400, {"error_code": "INVALID_PARAMETER_VALUE", "message": str(exc)}
+            with self.lock:
+                run_id = self.next_run_id
+                self.next_run_id += 1
+                self.runs[run_id] = {"payload": body, "polls": 0, "cancelled": False}
+            return 200, {"run_id": run_id}
+        if method == "GET" and path == "/api/2.2/jobs/runs/get":
+            run_id = int(query["run_id"])
+            run = self.runs.get(run_id)
+            if run is None:
+                return 404, {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": f"Run {run_id} does not exist."}
+            return 200, self.run_info(run_id, run)
+        if method == "GET" and path == "/api/2.2/jobs/runs/get-output":
+            task_run_id = int(query["run_id"])
+            return 200, {"error": self.task_error, "metadata": {"run_id": task_run_id}} if self.task_error else \
+                {"metadata": {"run_id": task_run_id}}
+        if method == "POST" and path == "/api/2.2/jobs/runs/cancel":
+            run = self.runs[int(body["run_id"])]
+            run["cancelled"] = True
+            return 200, {}
+        return 404, {"error_code": "ENDPOINT_NOT_FOUND", "message": f"{method} {path}"}
+
+    def run_info(self, run_id: int, run: dict) -> dict:
+        if run["cancelled"]:
+            state = {"life_cycle_state": "TERMINATED", "result_state": "CANCELED",
+                     "state_message": "Run cancelled."}
+        else:
+            state = dict(self.states[min(run["polls"], len(self.states) - 1)])
+            run["polls"] += 1
+        state.setdefault("state_message", "")
+        task = run["payload"]["tasks"][0]
+        return {"run_id": run_id, "run_name": run["payload"].get("run_name"),
+                "run_page_url": f"http://127.0.0.1:{self.port}/#job/runs/{run_id}", "state": state,
+                "tasks": [{"run_id": run_id * 10, "task_key": task["task_key"], "attempt_number": 0,
+                           "state": state}]}
+
+    # ---- what the tests read ----------------------------------------------------------------------
+    def calls(self, path_suffix: str) -> list[dict]:
+        return [r for r in self.requests if r["path"].endswith(path_suffix)]
+
+
+@pytest.fixture
+def jobs_api(monkeypatch):
+    api = FakeJobsApi()
+    api.thread.start()
+    # the `databricks_default` connection of the DAGs, pointed at the local server over plain http
+    monkeypatch.setenv("AIRFLOW_CONN_DATABRICKS_DEFAULT", json.dumps(
+        {"conn_type": "databricks", "host": "127.0.0.1", "port": api.port, "schema": "http", "password": TOKEN}))
+    yield api
+    api.server.shutdown()
+    api.server.server_close()
+
+
+def run_task(dag, task, timeout_s: float | None = None):
+    """Render the task and run it as Airflow's task runner does: execute under execution_timeout, on_kill on
+    timeout. Returns the context (its ti holds the XComs)."""
+    from airflow.sdk.execution_time.task_runner import _run_execute_callable
+    task.polling_period_seconds = 1  # the config's 30 s, shortened for the test
+    if timeout_s is not None:
+        task.execution_timeout = timedelta(seconds=timeout_s)
+    ctx = task_context(dag, task)
+    task.render_template_fields(ctx)
+    _run_execute_callable(ctx, task.execute, task)
+    return ctx
+
+
+@pytest.mark.parametrize("dag_id", ["medallion_generate", "medallion_bronze", "medallion_silver", "medallion_gold",
+                                    "medallion_monitor"])
+def test_a_task_succeeds_when_the_run_succeeds(monkeypatch, jobs_api, dag_id):
+    jobs_api.states = [{"life_cycle_state": "PENDING"}, {"life_cycle_state": "RUNNING"},
+                       {"life_cycle_state": "TERMINATED", "result_state": "SUCCESS"}]
+    dag = load_dags(monkeypatch, env="dev").dags[dag_id]
+    (task,) = dag.tasks
+    ctx = run_task(dag, task)
+    (submit,) = jobs_api.calls("/runs/submit")
+    assert submit["method"] == "POST" and submit["auth"] == f"Bearer {TOKEN}"
+    payload = submit["body"]
+    job = dag_id.removeprefix("medallion_")
+    assert payload["run_name"] == f"medallion-{job} {dag_id} {RUN_ID}"
+    assert payload["tasks"][0]["python_wheel_task"]["entry_point"] == f"medallion-{job}"
+    assert payload["tasks"][0]["python_wheel_task"]["named_parameters"]["run-id"] == RUN_ID
+    run_id = jobs_api.runs and next(iter(jobs_api.runs))
+    gets = jobs_api.calls("/runs/get")
+    assert len(gets) >= 3 and {g["query"]["run_id"] for g in gets} == {str(run_id)}
+    assert all(r["auth"] == f"Bearer {TOKEN}" for r in jobs_api.requests)
+    assert not jobs_api.calls("/runs/cancel") and not jobs_api.calls("/runs/get-output")
+    assert ctx["ti"].xcom["run_id"] == run_id  # the run id (and its page) reach the task's XCom ...
+    assert ctx["ti"].xcom["run_page_url"].endswith(f"/runs/{run_id}")
+    assert ctx["task_state_store"]["databricks_run_id"] == run_id  # ... and the durable store (retries reconnect)
+
+
+def test_a_failed_run_fails_the_task_with_the_run_error(monkeypatch, jobs_api):
+    from airflow.providers.common.compat.sdk import AirflowException
+    jobs_api.states = [{"life_cycle_state": "TERMINATED", "result_state": "FAILED",
+                        "state_message": "Task medallion_silver failed with message: Workload failed"}]
+    jobs_api.task_error = "ERROR: environment 'dev' needs a hash salt in $MEDALLION_HASH_SALT"
+    dag = load_dags(monkeypatch, env="dev").dags["medallion_silver"]
+    with pytest.raises(AirflowException) as failure:
+        run_task(dag, dag.tasks[0])
+    message = str(failure.value)
+    assert "FAILED" in message and "needs a hash salt" in message
+    (output,) = jobs_api.calls("/runs/get-output")
+    run_id = next(iter(jobs_api.runs))
+    assert output["query"]["run_id"] == str(run_id * 10)  # the failed task's run, as the Jobs API numbers it
+    assert not jobs_api.calls("/runs/cancel")
+
+
+def test_an_internal_error_fails_the_task_with_the_state_message(monkeypatch, jobs_api):
+    from airflow.providers.common.compat.sdk import AirflowException
+    jobs_api.states = [{"life_cycle_state": "RUNNING"},
+                       {"life_cycle_state": "INTERNAL_ERROR",
+                        "state_message": "Could not reach driver of cluster 0101-abc: Spark is not running"}]
+    dag = load_dags(monkeypatch, env="prod").dags["medallion_gold"]
+    with pytest.raises(AirflowException, match="INTERNAL_ERROR.*Could not reach driver of cluster"):
+        run_task(dag, dag.tasks[0])
+    assert "new_cluster" in jobs_api.calls("/runs/submit")[0]["body"]["tasks"][0]  # prod runs on a job cluster
+
+
+def test_a_task_that_times_out_cancels_its_run(monkeypatch, jobs_api):
+    from airflow.sdk.exceptions import AirflowTaskTimeout
+    jobs_api.states = [{"life_cycle_state": "RUNNING"}]  # never finishes
+    dag = load_dags(monkeypatch, env="staging").dags["medallion_bronze"]
+    with pytest.raises(AirflowTaskTimeout):
+        run_task(dag, dag.tasks[0], timeout_s=3)
+    (cancel,) = jobs_api.calls("/runs/cancel")
+    run_id = next(iter(jobs_api.runs))
+    assert cancel["method"] == "POST" and cancel["body"] == {"run_id": run_id}
+    assert cancel["auth"] == f"Bearer {TOKEN}"
+    assert jobs_api.runs[run_id]["cancelled"]
+
+
+def test_a_wrong_token_is_refused_and_nothing_runs(monkeypatch, jobs_api):
+    from airflow.providers.common.compat.sdk import AirflowException
+    monkeypatch.setenv("AIRFLOW_CONN_DATABRICKS_DEFAULT", json.dumps(
+        {"conn_type": "databricks", "host": "127.0.0.1", "port": jobs_api.port, "schema": "http",
+         "password": "not-the-token"}))
+    dag = load_dags(monkeypatch, env="dev").dags["medallion_monitor"]
+    with pytest.raises(AirflowException, match="403"):
+        run_task(dag, dag.tasks[0])
+    assert jobs_api.runs == {} and jobs_api.calls("/runs/submit")[0]["auth"] == "Bearer not-the-token"
+
+
+def test_the_server_rejects_a_payload_the_jobs_api_would_not_accept(jobs_api):
+    import requests
+    bad = {"tasks": [{"task_key": "t", "python_wheel_task": {"package_name": "x", "entry_point": "y"},
+                      "new_clutser": {}}]}
+    reply = requests.post(f"http://127.0.0.1:{jobs_api.port}/api/2.2/jobs/runs/submit", json=bad,
+                          headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
+    assert reply.status_code == 400 and jobs_api.runs == {}
