@@ -142,7 +142,7 @@ def test_a_task_succeeds_when_the_run_succeeds(monkeypatch, jobs_api, dag_id):
     jobs_api.states = [{"life_cycle_state": "PENDING"}, {"life_cycle_state": "RUNNING"},
                        {"life_cycle_state": "TERMINATED", "result_state": "SUCCESS"}]
     dag = load_dags(monkeypatch, env="dev").dags[dag_id]
-    (task,) = dag.tasks
+    task = dag.get_task(dag_id.removeprefix("medallion_"))
     ctx = run_task(dag, task)
     (submit,) = jobs_api.calls("/runs/submit")
     assert submit["method"] == "POST" and submit["auth"] == f"Bearer {TOKEN}"
@@ -168,7 +168,7 @@ def test_a_failed_run_fails_the_task_with_the_run_error(monkeypatch, jobs_api):
     jobs_api.task_error = "ERROR: environment 'dev' needs a hash salt in $MEDALLION_HASH_SALT"
     dag = load_dags(monkeypatch, env="dev").dags["medallion_silver"]
     with pytest.raises(AirflowException) as failure:
-        run_task(dag, dag.tasks[0])
+        run_task(dag, dag.get_task(dag.dag_id.removeprefix("medallion_")))
     message = str(failure.value)
     assert "FAILED" in message and "needs a hash salt" in message
     (output,) = jobs_api.calls("/runs/get-output")
@@ -184,7 +184,7 @@ def test_an_internal_error_fails_the_task_with_the_state_message(monkeypatch, jo
                         "state_message": "Could not reach driver of cluster 0101-abc: Spark is not running"}]
     dag = load_dags(monkeypatch, env="prod").dags["medallion_gold"]
     with pytest.raises(AirflowException, match="INTERNAL_ERROR.*Could not reach driver of cluster"):
-        run_task(dag, dag.tasks[0])
+        run_task(dag, dag.get_task(dag.dag_id.removeprefix("medallion_")))
     assert "new_cluster" in jobs_api.calls("/runs/submit")[0]["body"]["tasks"][0]  # prod runs on a job cluster
 
 
@@ -193,7 +193,7 @@ def test_a_task_that_times_out_cancels_its_run(monkeypatch, jobs_api):
     jobs_api.states = [{"life_cycle_state": "RUNNING"}]  # never finishes
     dag = load_dags(monkeypatch, env="staging").dags["medallion_bronze"]
     with pytest.raises(AirflowTaskTimeout):
-        run_task(dag, dag.tasks[0], timeout_s=3)
+        run_task(dag, dag.get_task("bronze"), timeout_s=3)
     (cancel,) = jobs_api.calls("/runs/cancel")
     run_id = next(iter(jobs_api.runs))
     assert cancel["method"] == "POST" and cancel["body"] == {"run_id": run_id}
@@ -208,7 +208,7 @@ def test_a_wrong_token_is_refused_and_nothing_runs(monkeypatch, jobs_api):
          "password": "not-the-token"}))
     dag = load_dags(monkeypatch, env="dev").dags["medallion_monitor"]
     with pytest.raises(AirflowException, match="403"):
-        run_task(dag, dag.tasks[0])
+        run_task(dag, dag.get_task(dag.dag_id.removeprefix("medallion_")))
     assert jobs_api.runs == {} and jobs_api.calls("/runs/submit")[0]["auth"] == "Bearer not-the-token"
 
 

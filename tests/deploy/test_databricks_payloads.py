@@ -36,7 +36,7 @@ def test_every_task_renders_a_complete_runs_submit_payload(monkeypatch, env):
     assert set(bag.dags) == set(DAG_JOBS)
     for dag_id, job in DAG_JOBS.items():
         dag = bag.dags[dag_id]
-        (task,) = dag.tasks
+        task = dag.get_task(job)  # the job's task (a DAG may hold Airflow-side tasks beside it)
         payload = rendered_payload(dag, task)
         # nothing lost or misplaced: the SDK's Jobs classes hold every field
         assert submit_round_trip(payload) == payload, dag_id
