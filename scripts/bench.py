@@ -122,6 +122,56 @@ def bench_generator(volumes: list[int], workdir: Path) -> list[dict]:
     return out
 
 
+PLAIN_COPY = """
+import os, sys, time
+sys.path.insert(0, {spark_jobs!r})
+from medallion.config import load_settings
+from medallion.schemas import source_schema
+from medallion.session import get_spark
+settings = load_settings()
+spark = get_spark(settings, app_name="plain-copy")
+for entity in ("patients", "claims", "medical_events"):
+    src = os.path.join(settings.location("landing"), "*", settings.landing_file(entity))
+    (spark.read.format("csv").option("header", "true").schema(source_schema(entity)).load(src)
+     .write.format("delta").mode("overwrite").save(os.path.join({out!r}, entity)))
+"""
+
+
+def bench_bronze(volumes: list[int], runs: int, workdir: Path) -> list[dict]:
+    """Bronze against its floor: a plain Spark CSV -> Delta copy of the same landing files (no lineage, no
+    rescued data, no per-file accounting, no exactly-once bookkeeping). Both are timed as whole processes."""
+    out = []
+    for patients in volumes:
+        lake = workdir / f"bronze-{patients}"
+        shutil.rmtree(lake, ignore_errors=True)
+        env = dict(os.environ, MEDALLION_LAKEHOUSE=str(lake), MEDALLION_HOME=str(ROOT))
+        _, gen = run_job("generate", env, [f"--patients={patients}"])
+        rows = sum(gen["rows"].values())
+        landing_mb = sum(f.stat().st_size for f in (lake / "landing").rglob("*.csv")) / 2**20
+        bronze_s, plain_s = [], []
+        for i in range(runs):
+            for name in ("warehouse", "_checkpoints"):
+                shutil.rmtree(lake / name, ignore_errors=True)
+            shutil.rmtree(lake / "plain", ignore_errors=True)
+            start = time.perf_counter()
+            code = PLAIN_COPY.format(spark_jobs=str(ROOT / "spark_jobs"), out=str(lake / "plain"))
+            subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, check=True)
+            plain_s.append(time.perf_counter() - start)
+            seconds, summary = run_job("bronze", env, [])
+            if summary["rows_ingested"] != rows:
+                raise SystemExit(f"bronze ingested {summary['rows_ingested']} rows, the files hold {rows}")
+            bronze_s.append(seconds)
+            print(f"  bronze {patients:>9,} patients ({rows:,} rows, {landing_mb:.0f} MiB), run {i + 1}/{runs}: "
+                  f"plain copy {plain_s[-1]:.1f}s, bronze {bronze_s[-1]:.1f}s", flush=True)
+        shutil.rmtree(lake, ignore_errors=True)
+        b, p = statistics.median(bronze_s), statistics.median(plain_s)
+        out.append({"patients": patients, "rows": rows, "landing_mib": round(landing_mb, 1), "runs": runs,
+                    "bronze_median_s": round(b, 2), "plain_copy_median_s": round(p, 2), "ratio": round(b / p, 2),
+                    "bronze_all_s": [round(x, 2) for x in bronze_s], "plain_copy_all_s": [round(x, 2) for x in plain_s],
+                    "within_1_5x": b / p <= 1.5})
+    return out
+
+
 def free_port() -> int:
     import socket
     with socket.socket() as sock:
@@ -164,6 +214,15 @@ def markdown(results: dict) -> str:
         for g in results["generator"]:
             lines.append(f"| {g['patients']:,} | {sum(g['rows'].values()):,} | {g['seconds']:.1f} | "
                          f"{g['rows_per_s']:,} | {g['peak_rss_gib']:.2f} GiB |")
+    if results.get("bronze"):
+        lines += ["", "Bronze against its floor, a plain Spark CSV -> Delta copy of the same landing files (whole "
+                      "processes, JVM start included; medians):", "",
+                  "| patients | rows | landing | plain copy | bronze | ratio | within 1.5x |",
+                  "|---:|---:|---:|---:|---:|---:|:---:|"]
+        for b in results["bronze"]:
+            lines.append(f"| {b['patients']:,} | {b['rows']:,} | {b['landing_mib']:.0f} MiB | "
+                         f"{b['plain_copy_median_s']:.1f} s | {b['bronze_median_s']:.1f} s | {b['ratio']:.2f} | "
+                         f"{'yes' if b['within_1_5x'] else 'NO'} |")
     if results.get("airflow"):
         a = results["airflow"]
         lines += ["", f"Through the real Airflow components (scheduler, dag-processor, triggerer, api-server; "
@@ -181,28 +240,41 @@ def main() -> None:
     parser.add_argument("--airflow-runs", type=int, default=1, help="cycles timed through Airflow (0 to skip)")
     parser.add_argument("--generator-volumes", default="10000,100000,1000000",
                         help="patients per batch for the generation throughput figures ('' to skip)")
+    parser.add_argument("--bronze-volumes", default="100000,1000000",
+                        help="patients per batch for bronze against a plain copy ('' to skip)")
+    parser.add_argument("--sections", default="cycle,generator,bronze,airflow",
+                        help="which sections to run; the others keep their figures from an earlier results.json")
     parser.add_argument("--out", default=str(ROOT / "bench"))
     args = parser.parse_args()
+    sections = set(args.sections.split(","))
     workdir = Path(tempfile.mkdtemp(prefix="medallion-bench-", dir=ROOT / ".cache"))
-    results = {"measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
-               "runs": args.runs, "cycles": []}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    earlier = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else {}
+    results = {"measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
+               "runs": args.runs, "cycles": earlier.get("cycles", []) if "cycle" not in sections else []}
+    for key in ("generator", "bronze", "airflow"):
+        if key not in sections and key in earlier:
+            results[key] = earlier[key]
 
     def save() -> None:  # after every section, so a failure later keeps what was measured
         (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
         (out / "results.md").write_text(markdown(results))
 
     try:
-        for patients in [int(v) for v in args.volumes.split(",")]:
+        for patients in [int(v) for v in args.volumes.split(",")] if "cycle" in sections else []:
             print(f"Cycle at {patients} patients per batch:", flush=True)
             results["cycles"].append(bench_cycle(patients, args.runs, workdir))
             save()
-        if args.generator_volumes:
+        if args.bronze_volumes and "bronze" in sections:
+            print("Bronze against a plain CSV -> Delta copy:", flush=True)
+            results["bronze"] = bench_bronze([int(v) for v in args.bronze_volumes.split(",")], args.runs, workdir)
+            save()
+        if args.generator_volumes and "generator" in sections:
             print("Generator throughput:", flush=True)
             results["generator"] = bench_generator([int(v) for v in args.generator_volumes.split(",")], workdir)
             save()
-        if args.airflow_runs:
+        if args.airflow_runs and "airflow" in sections:
             print("Cycle through Airflow:", flush=True)
             results["airflow"] = bench_airflow(args.airflow_runs, workdir)
             save()

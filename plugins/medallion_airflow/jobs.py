@@ -202,3 +202,13 @@ def job_task(job: str, *, task_id: str | None = None, arguments: dict[str, str] 
         polling_period_seconds=db["polling_period_seconds"],
         **kwargs,
     )
+
+
+def summary_source(task: BaseOperator):
+    """What a downstream task receives to find a job's run summary (see `alerts.job_summary`).
+
+    Locally that is the summary itself (the operator's return value). `DatabricksSubmitRunOperator` returns
+    nothing and pushes the run id under the `run_id` key; the summary is then read from the run's output.
+    """
+    from airflow.sdk import XComArg
+    return task.output if isinstance(task, LocalSparkJobOperator) else XComArg(task, key="run_id")

@@ -51,6 +51,10 @@ class Lakehouse:
             return DeltaTable.forPath(self.spark, self.path(table))
         return DeltaTable.forName(self.spark, self.ref(table))
 
+    def version(self, table: str) -> int:
+        """The table's latest committed version."""
+        return int(self.delta(table).history(1).select("version").first()[0])
+
     def read_stream(self, table: str, change_feed: bool = False):
         reader = self.spark.readStream.format("delta")
         if change_feed:
@@ -77,21 +81,15 @@ class Lakehouse:
             builder = builder.property(key, value)
         builder.execute()
 
-    def append(self, df: DataFrame, table: str) -> None:
+    def append(self, df: DataFrame, table: str, txn: tuple[str, int] | None = None) -> None:
+        """Append rows; with `txn=(app_id, version)` Delta skips a write it has already committed (exactly once)."""
         writer = df.write.format("delta").mode("append")
+        if txn is not None:
+            writer = writer.option("txnAppId", txn[0]).option("txnVersion", str(txn[1]))
         if self.settings.is_local:
             writer.save(self.path(table))
         else:
             writer.saveAsTable(self.ref(table))
-
-    def stream_to(self, stream_df: DataFrame, table: str, checkpoint: str, partition_by: list[str] | None = None):
-        writer = (stream_df.writeStream.format("delta").outputMode("append")
-                  .option("checkpointLocation", checkpoint).trigger(availableNow=True))
-        if partition_by:
-            writer = writer.partitionBy(*partition_by)
-        if self.settings.is_local:
-            return writer.start(self.path(table))
-        return writer.toTable(f"{self.settings.catalog}.{self.settings.schema}.{table}")
 
     def drop(self, table: str) -> None:
         """Remove a table and its data (used by full refreshes of derived layers only)."""

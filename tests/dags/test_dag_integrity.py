@@ -78,6 +78,8 @@ def test_every_task_runs_an_entry_point_of_the_wheel(dagbag):
     jobs = set()
     for dag in dagbag.dags.values():
         for task in dag.tasks:
+            if task.task_id == "alert_unreadable_files":  # the one Airflow-side task: an e-mail check
+                continue
             assert f"medallion-{task.job}" in scripts, (dag.dag_id, task.task_id)
             assert os.path.exists(task.command()[0]), "entry point not installed beside Airflow"
             jobs.add(task.job)
@@ -126,8 +128,9 @@ def test_local_target_renders_the_interval_and_run_id(dagbag):
     assert rendered["run-id"] == "scheduled__x" and rendered["patients"] == "1000"
     # asset-triggered runs have no interval in their context: the argument renders empty instead of failing
     bronze = dagbag.dags["medallion_bronze"]
-    ctx = {k: v for k, v in _context(bronze, bronze.tasks[0]).items() if not k.startswith("data_interval")}
-    assert bronze.get_template_env().from_string(bronze.tasks[0].named_parameters["interval-start"]).render(**ctx) == ""
+    job = bronze.get_task("bronze")
+    ctx = {k: v for k, v in _context(bronze, job).items() if not k.startswith("data_interval")}
+    assert bronze.get_template_env().from_string(job.named_parameters["interval-start"]).render(**ctx) == ""
 
 
 def test_databricks_target_renders_python_wheel_tasks(monkeypatch):
@@ -139,6 +142,8 @@ def test_databricks_target_renders_python_wheel_tasks(monkeypatch):
     scripts = _wheel_entry_points()
     for dag in bag.dags.values():
         for task in dag.tasks:
+            if task.task_id == "alert_unreadable_files":
+                continue
             assert isinstance(task, DatabricksSubmitRunOperator), (dag.dag_id, task.task_id)
             assert task.timeout_seconds == 30 * 60
             (db_task,) = task.json["tasks"]

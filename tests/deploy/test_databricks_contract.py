@@ -24,6 +24,7 @@ class FakeJobsApi:
         self.runs: dict[int, dict] = {}
         self.states: list[dict] = [{"life_cycle_state": "TERMINATED", "result_state": "SUCCESS"}]
         self.task_error: str | None = None
+        self.task_logs: str | None = None  # what a python_wheel_task printed (runs/get-output `logs`)
         self.next_run_id = 1000
         self.lock = threading.Lock()
         api = self
@@ -84,8 +85,14 @@ class FakeJobsApi:
             return 200, self.run_info(run_id, run)
         if method == "GET" and path == "/api/2.2/jobs/runs/get-output":
             task_run_id = int(query["run_id"])
-            return 200, {"error": self.task_error, "metadata": {"run_id": task_run_id}} if self.task_error else \
-                {"metadata": {"run_id": task_run_id}}
+            if run_id_of_task(task_run_id) not in self.runs:
+                return 404, {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": f"Run {task_run_id} does not exist."}
+            output = {"metadata": {"run_id": task_run_id}}
+            if self.task_error:
+                output["error"] = self.task_error
+            if self.task_logs is not None:
+                output["logs"] = self.task_logs
+            return 200, output
         if method == "POST" and path == "/api/2.2/jobs/runs/cancel":
             run = self.runs[int(body["run_id"])]
             run["cancelled"] = True
@@ -109,6 +116,10 @@ class FakeJobsApi:
     # ---- what the tests read ----------------------------------------------------------------------
     def calls(self, path_suffix: str) -> list[dict]:
         return [r for r in self.requests if r["path"].endswith(path_suffix)]
+
+
+def run_id_of_task(task_run_id: int) -> int:
+    return task_run_id // 10  # run_info numbers the one task run as run_id * 10
 
 
 @pytest.fixture
@@ -219,3 +230,23 @@ def test_the_server_rejects_a_payload_the_jobs_api_would_not_accept(jobs_api):
     reply = requests.post(f"http://127.0.0.1:{jobs_api.port}/api/2.2/jobs/runs/submit", json=bad,
                           headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
     assert reply.status_code == 400 and jobs_api.runs == {}
+
+
+def test_the_bronze_alert_reads_the_run_summary_from_the_run_output(monkeypatch, jobs_api):
+    """On Databricks the failed-file alert finds bronze's run summary in the task run's stdout (runs/get-output)."""
+    from medallion_airflow import alerts
+    summary = {"job": "bronze", "status": "success", "unreadable_files": ["claims: 2026-11-27T0500Z/claims.csv.gz"],
+               "tables": {"claims": {"table": "dev_user.data_eng.bronze_claims", "files": [
+                   {"file": "2026-11-27T0500Z/claims.csv.gz", "status": "unreadable", "rows": 0, "rescued_rows": 0,
+                    "reason": "EOFError: Compressed file ended before the end-of-stream marker was reached"}]}}}
+    jobs_api.task_logs = "INFO job bronze starting\n" + json.dumps(summary) + "\n"
+    dag = load_dags(monkeypatch, env="dev").dags["medallion_bronze"]
+    ctx = run_task(dag, dag.get_task("bronze"))
+    run_id = ctx["ti"].xcom["run_id"]
+    sent = []
+    monkeypatch.setattr(alerts, "send_email", lambda subject, body, context=None: sent.append((subject, body)))
+    assert alerts.alert_unreadable_files(run_id, "medallion_bronze", RUN_ID) == summary["unreadable_files"]
+    (output,) = jobs_api.calls("/runs/get-output")
+    assert output["query"]["run_id"] == str(run_id * 10)  # the task run's output, not the parent run's
+    [(subject, body)] = sent
+    assert "1 landing file" in subject and "2026-11-27T0500Z/claims.csv.gz" in body and "EOFError" in body

@@ -1,0 +1,78 @@
+"""The failed-file alert: an e-mail through the smtp connection when bronze met an unreadable landing file."""
+from __future__ import annotations
+
+import json
+import socket
+from email import message_from_bytes
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from medallion_airflow import alerts
+
+
+class _Inbox:
+    def __init__(self):
+        self.messages = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append((envelope.rcpt_tos, message_from_bytes(envelope.content)))
+        return "250 OK"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def inbox(monkeypatch):
+    box = _Inbox()
+    port = _free_port()
+    controller = Controller(box, hostname="127.0.0.1", port=port)
+    controller.start()
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", json.dumps({
+        "conn_type": "smtp", "host": "127.0.0.1", "port": port,
+        "extra": {"disable_tls": True, "disable_ssl": True, "timeout": 10, "retry_limit": 1}}))
+    yield box
+    controller.stop()
+
+
+def _summary(*files):
+    return {"job": "bronze", "status": "success", "unreadable_files": [f"patients: {f['file']}" for f in files
+                                                                       if f["status"] == "unreadable"],
+            "tables": {"patients": {"table": "data_eng.bronze_patients", "files": list(files)}}}
+
+
+def _body(message) -> str:
+    part = message.get_payload()[0] if message.is_multipart() else message
+    return part.get_payload(decode=True).decode()
+
+
+def test_an_unreadable_file_sends_one_email_naming_the_file_and_the_reason(inbox):
+    summary = _summary({"file": "2026-11-27T0500Z/patients.csv", "status": "ingested", "rows": 3, "rescued_rows": 0},
+                       {"file": "2026-11-27T0600Z/patients.csv.gz", "status": "unreadable", "rows": 0,
+                        "rescued_rows": 0, "reason": "EOFError: Compressed file ended early"})
+    sent = alerts.alert_unreadable_files(summary, "medallion_bronze", "scheduled__2026-11-27T06:00:00+00:00")
+    assert sent == ["patients: 2026-11-27T0600Z/patients.csv.gz"]
+    [(rcpt, message)] = inbox.messages
+    assert rcpt == ["oncall@example.com"] and message["From"] == "medallion-alerts@example.com"
+    assert message["Subject"] == "[medallion] 1 landing file(s) could not be read by bronze (medallion_bronze)"
+    body = _body(message)
+    assert "2026-11-27T0600Z/patients.csv.gz" in body and "EOFError" in body
+    assert "2026-11-27T0500Z" not in body  # only the problem files are listed
+
+
+def test_no_email_when_every_file_was_read(inbox):
+    summary = _summary({"file": "a/patients.csv", "status": "ingested", "rows": 3, "rescued_rows": 1},
+                       {"file": "b/patients.csv", "status": "empty", "rows": 0, "rescued_rows": 0})
+    assert alerts.alert_unreadable_files(summary, "medallion_bronze", "manual__1") == []
+    assert inbox.messages == []
+
+
+def test_the_summary_of_a_databricks_run_is_the_last_json_line_of_its_output():
+    logs = "starting\n{\"not\": \"it\"}\nINFO done\n{\"job\": \"bronze\", \"status\": \"success\"}\n"
+    assert alerts.summary_from_logs(logs) == {"job": "bronze", "status": "success"}
+    assert alerts.summary_from_logs("no summary here") is None
+    assert alerts.job_summary({"job": "bronze", "tables": {}}) == {"job": "bronze", "tables": {}}
