@@ -308,8 +308,13 @@ def combine(task: str, results: list[dict]) -> dict:
         tables: dict[str, dict] = {}
         for r in results:
             for entity, t in r.get("tables", {}).items():
-                tables.setdefault(entity, {"table": t["table"], "rows_ingested": 0})["rows_ingested"] += t["rows_ingested"]
-        return {"runs": len(results), "tables": tables, "rows_ingested": sum(r["rows_ingested"] for r in results)}
+                acc = tables.setdefault(entity, {"table": t["table"], "files_seen": 0, "rows_ingested": 0,
+                                                 "rows_rescued": 0})
+                for key in ("files_seen", "rows_ingested", "rows_rescued"):
+                    acc[key] += t.get(key, 0)
+        return {"runs": len(results), "tables": tables, "rows_ingested": sum(r["rows_ingested"] for r in results),
+                "rows_rescued": sum(r.get("rows_rescued", 0) for r in results),
+                "unreadable_files": [f for r in results for f in r.get("unreadable_files", [])]}
     if task == "silver":
         entities: dict[str, dict] = {}
         for r in results:
@@ -354,6 +359,12 @@ def print_report(summaries: dict) -> None:
     print(f"  quarantine (all entities)        {quarantined:>10} rows (with the rules they failed)")
     print(f"  held for a missing patient       {held:>10} rows (re-validated every run)")
     print(f"Silver quality score this cycle: {silver.get('quality_score')} (target {silver.get('target_score')})")
+    bronze = summaries.get("bronze", {})
+    if bronze:
+        files = sum(t.get("files_seen", 0) for t in bronze.get("tables", {}).values())
+        print(f"Bronze this cycle: {files} landing file(s), {bronze.get('rows_ingested')} rows, "
+              f"{bronze.get('rows_rescued', 0)} with rescued data, "
+              f"{len(bronze.get('unreadable_files', []))} unreadable (ops_bronze_files has one row per file)")
     print(f"Airflow run logs: {airflow_home() / 'logs'}")
 
 

@@ -22,12 +22,13 @@ import io
 import json
 import logging
 import os
+import time
 import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from urllib.parse import unquote, urlparse
 
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, Observation
 from pyspark.sql import functions as F
 from pyspark.sql.types import (DateType, LongType, StringType, StructField, StructType, TimestampType)
 
@@ -57,6 +58,7 @@ FILES_SCHEMA = StructType([
     StructField("recorded_at", TimestampType(), False),
 ])
 PROBLEM_STATUSES = ("unreadable", "partial")
+OBSERVE_MAX_FILES = 48  # up to this many files per batch, per-file figures are counted during the write
 
 
 def bronze_table_schema(entity: str) -> StructType:
@@ -82,7 +84,8 @@ def source_stream(ctx: JobContext, entity: str) -> DataFrame:
                   .schema(StructType(schema.fields + [StructField(RESCUED, StringType(), True)]))
                   .option("mode", "PERMISSIVE")
                   .option("columnNameOfCorruptRecord", RESCUED)
-                  .option("enforceSchema", "true")  # positional; headers are checked per file in align_headers
+                  .option("enforceSchema", "true")  # positional; odd files are re-read in align_files
+                  .option("multiLine", "false")     # splittable; files with quoted fields are re-read
                   .option("maxFilesPerTrigger", max_files))
     else:
         reader = (ctx.spark.readStream.format("cloudFiles")
@@ -91,8 +94,9 @@ def source_stream(ctx: JobContext, entity: str) -> DataFrame:
                   .option("cloudFiles.schemaEvolutionMode", "rescue")
                   .option("cloudFiles.maxFilesPerTrigger", max_files)
                   .option("rescuedDataColumn", RESCUED)
+                  .option("multiLine", "true")
                   .schema(schema))
-    return (reader.option("header", "true").option("multiLine", "true").option("encoding", "UTF-8")
+    return (reader.option("header", "true").option("encoding", "UTF-8")
             .option("ignoreCorruptFiles", "true").option("ignoreMissingFiles", "true")
             .load(landing_pattern(ctx, entity))
             .select("*", F.col("_metadata.file_path").alias("_source_file"),
@@ -198,17 +202,61 @@ def read_by_name(spark, path: str, header: list[str], entity: str) -> DataFrame:
                       F.col("_metadata.file_modification_time").alias("_source_modified_at"))
 
 
-def align_headers(spark, batch: DataFrame, entity: str, files: dict[str, int | None]) -> DataFrame:
-    """Replace the positional rows of files whose header is not the expected one by a by-name read."""
+def has_quote(path: str) -> bool:
+    """Whether a file holds a double quote at all: only then can a field span lines (memchr-speed scan)."""
+    try:
+        with (gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")) as fh:
+            while chunk := fh.read(1 << 22):
+                if b'"' in chunk:
+                    return True
+    except (OSError, EOFError, zlib.error):
+        return False
+    return False
+
+
+def read_multiline(spark, path: str, entity: str) -> DataFrame:
+    """One file read like the stream reads it, but with records that may span lines (quoted newlines)."""
+    schema = StructType(source_schema(entity).fields + [StructField(RESCUED, StringType(), True)])
+    return (spark.read.format("csv").schema(schema).option("header", "true").option("enforceSchema", "true")
+            .option("multiLine", "true").option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", RESCUED)
+            .option("encoding", "UTF-8").load(path)
+            .select("*", F.col("_metadata.file_path").alias("_source_file"),
+                    F.col("_metadata.file_modification_time").alias("_source_modified_at")))
+
+
+def path_variants(paths) -> list[str]:
+    """The spellings `_metadata.file_path` may use for local paths."""
+    return [v for p in paths for v in (p, f"file:{p}", f"file://{p}")]
+
+
+def file_metrics(files) -> list:
+    """Aggregates for `DataFrame.observe`: rows and rows with rescued data, per file of the batch."""
+    metrics = []
+    for i, path in enumerate(files):
+        mine = F.col("_source_file").isin(path_variants([path]))
+        metrics.append(F.count(F.when(mine, 1)).alias(f"rows_{i}"))
+        metrics.append(F.count(F.when(mine & F.col(RESCUED).isNotNull(), 1)).alias(f"rescued_{i}"))
+    return metrics
+
+
+def align_files(spark, batch: DataFrame, entity: str, files: dict[str, int | None]) -> DataFrame:
+    """The local source reads files line by line and by position (fast, splittable). Files it would get wrong are
+    read again on their own: a header other than the expected one -> by column name; a double quote somewhere
+    (a quoted field may hold a newline) -> with multi-line records."""
     expected = landing_columns(entity)
-    mismatched = {p: h for p in files if (h := read_header(p)) is not None and h != expected}
-    if not mismatched:
+    reread: dict[str, DataFrame] = {}
+    for path in files:
+        header = read_header(path)
+        if header is not None and header != expected:
+            reread[path] = read_by_name(spark, path, header, entity)
+        elif header is not None and has_quote(path):
+            reread[path] = read_multiline(spark, path, entity)
+    if not reread:
         return batch
-    log.warning("%s: %d file(s) with a different header are matched by column name", entity, len(mismatched))
-    keep = batch.where(~F.col("_source_file").isin(
-        [f"file:{p}" for p in mismatched] + [f"file://{p}" for p in mismatched] + list(mismatched)))
-    for path, header in mismatched.items():
-        keep = keep.unionByName(read_by_name(spark, path, header, entity))
+    log.info("%s: %d file(s) read again on their own (other header, or quoted fields)", entity, len(reread))
+    keep = batch.where(~F.col("_source_file").isin(path_variants(reread)))
+    for df in reread.values():
+        keep = keep.unionByName(df)
     return keep
 
 
@@ -216,9 +264,7 @@ def flag_invalid_encoding(df: DataFrame, entity: str) -> DataFrame:
     """Bytes that are not UTF-8 are decoded as U+FFFD: keep such rows out of silver by marking them as rescued."""
     strings = [f.name for f in source_schema(entity).fields if isinstance(f.dataType, StringType)]
     bad = [F.when(F.col(c).contains("\ufffd"), F.col(c)).alias(c) for c in strings]
-    any_bad = F.lit(False)
-    for c in strings:
-        any_bad = any_bad | F.coalesce(F.col(c).contains("\ufffd"), F.lit(False))
+    any_bad = F.concat_ws("", *strings).contains("\ufffd")
     note = F.to_json(F.struct(F.lit("invalid UTF-8 bytes").alias("_encoding_error"), *bad))
     return df.withColumn(RESCUED, F.coalesce(F.col(RESCUED), F.when(any_bad, note)))
 
@@ -264,34 +310,49 @@ class BronzeSink:
         local = self.ctx.settings.is_local
         listed = batch_files_from_log(self.checkpoint, batch_id) if local else {}
         if local:
-            batch = align_headers(spark, batch, self.entity, listed)
+            batch = align_files(spark, batch, self.entity, listed)
         columns = [f.name for f in bronze_table_schema(self.entity).fields]
-        rows = with_metadata(self.ctx, flag_invalid_encoding(batch, self.entity)).select(*columns).persist()
-        try:
-            stats = {local_path(r["_source_file"]): r for r in rows.groupBy("_source_file", "_source_modified_at")
-                     .agg(F.count(F.lit(1)).alias("rows"), F.count(RESCUED).alias("rescued")).collect()}
-            txn = (self.app_id(spark), batch_id)
-            before = lake.version(self.table)
-            lake.append(rows, self.table, txn=txn)
-            # Delta skips a (txnAppId, txnVersion) it has committed before: a batch replayed after a crash
-            replayed = lake.version(self.table) == before and bool(stats)
-        finally:
-            rows.unpersist()
+        rows = with_metadata(self.ctx, flag_invalid_encoding(batch, self.entity)).select(*columns)
+        started = time.perf_counter()
+        observation = None
+        if 0 < len(listed) <= OBSERVE_MAX_FILES:  # per-file figures counted while writing: no second pass
+            observation = Observation(f"bronze_{self.entity}_{batch_id}")
+            rows = rows.observe(observation, *file_metrics(listed))
+        txn = (self.app_id(spark), batch_id)
+        before = lake.version(self.table)
+        lake.append(rows, self.table, txn=txn)
+        after = lake.version(self.table)
+        written_s = time.perf_counter() - started
+        if after > before and observation is not None:
+            metrics = observation.get
+            stats = {p: (metrics[f"rows_{i}"], metrics[f"rescued_{i}"], None) for i, p in enumerate(listed)
+                     if metrics[f"rows_{i}"]}
+        else:
+            if after > before:  # many files, or Auto Loader: count what the commit just added (two columns)
+                landed = lake.read_changes(self.table, before + 1, after)
+            else:
+                # Delta skipped the write: this (txnAppId, txnVersion) was committed by a run that died before
+                # its checkpoint commit, so the rows are in the table already (or the batch was empty)
+                files = list(listed) or [r[0] for r in batch.select("_source_file").distinct().collect()]
+                landed = lake.read(self.table).where(F.col("_source_file").isin(path_variants(files)))
+            stats = {local_path(r["_source_file"]): (r["rows"], r["rescued"], r["modified"])
+                     for r in landed.groupBy("_source_file").agg(
+                         F.count(F.lit(1)).alias("rows"), F.count(RESCUED).alias("rescued"),
+                         F.max("_source_modified_at").alias("modified")).collect()}
+        replayed = after == before and bool(stats)
         now = datetime.now(timezone.utc)
         records = []
         for path in sorted(set(listed) | set(stats)):
-            r = stats.get(path)
-            if r is not None:
+            n, rescued, modified = stats.get(path, (0, 0, None))
+            if n:
                 reason = verify_compressed(path) if local else None
                 status = "partial" if reason else "ingested"
-                n, rescued, modified = int(r["rows"]), int(r["rescued"]), r["_source_modified_at"]
             else:
                 status, reason = probe(path) if local else ("unreadable", "no rows")
-                n, rescued = 0, 0
-                ms = listed.get(path)
-                modified = datetime.fromtimestamp(ms / 1000, timezone.utc) if ms else None
+            if listed.get(path):
+                modified = datetime.fromtimestamp(listed[path] / 1000, timezone.utc)
             records.append((self.ctx.run_id, batch_id, lake.display_name(self.table), self.relative(path), modified,
-                            status, n, rescued, reason, now))
+                            status, int(n), int(rescued), reason, now))
         if records:
             lake.append(spark.createDataFrame(records, FILES_SCHEMA), self.files_table, txn=txn)
         for rec in records:
@@ -304,6 +365,9 @@ class BronzeSink:
                 log.warning("%s: file %s is %s: %s", self.entity, rec[3], rec[5], rec[8])
             self.files.append(entry_)
         self.batches += 1
+        log.info("%s batch %d: %d file(s), %d row(s) in %.1fs (+%.1fs accounting)%s", self.entity, batch_id,
+                 len(records), sum(r[6] for r in records), written_s, time.perf_counter() - started - written_s,
+                 " [replayed]" if replayed else "")
         self.replayed += int(replayed)
         if replayed:
             log.warning("%s: batch %d was already committed by an interrupted run; skipped", self.entity, batch_id)
@@ -321,7 +385,8 @@ class BronzeSink:
                 "rows_rescued": total("rescued_rows"), "unreadable_files": problems, "files": self.files}
 
 
-def ingest(ctx: JobContext, entity: str) -> dict:
+def start(ctx: JobContext, entity: str):
+    """Create the entity's tables if needed and start its stream; returns (query, sink)."""
     lake = ctx.lakehouse
     table = ctx.settings.table_name("bronze", entity)
     files_table = ctx.settings.raw["tables"]["ops"]["bronze_files"]
@@ -330,14 +395,23 @@ def ingest(ctx: JobContext, entity: str) -> dict:
     lake.ensure(files_table, FILES_SCHEMA, "ops", properties={"delta.appendOnly": "true"})
     checkpoint = lake.checkpoint(f"bronze_{entity}")
     sink = BronzeSink(ctx, entity, table, files_table, checkpoint)
-    query = (source_stream(ctx, entity).writeStream.foreachBatch(sink)
+    query = (source_stream(ctx, entity).writeStream.foreachBatch(sink).queryName(f"bronze_{entity}")
              .option("checkpointLocation", checkpoint).trigger(availableNow=True).start())
-    query.awaitTermination()
-    return sink.summary()
+    return query, sink
 
 
 def run(ctx: JobContext) -> dict:
-    results = {entity: ingest(ctx, entity) for entity in selected_entities(ctx.args)}
+    """The entities' streams run side by side (each has its own table and checkpoint; their ops rows are blind
+    appends, which Delta commits concurrently)."""
+    running = {entity: start(ctx, entity) for entity in selected_entities(ctx.args)}
+    try:
+        for query, _ in running.values():
+            query.awaitTermination()
+    finally:
+        for query, _ in running.values():
+            if query.isActive:
+                query.stop()
+    results = {entity: sink.summary() for entity, (_, sink) in running.items()}
     unreadable = [f"{e}: {p}" for e, r in results.items() for p in r["unreadable_files"]]
     return {"tables": results, "files_seen": sum(r["files_seen"] for r in results.values()),
             "rows_ingested": sum(r["rows_ingested"] for r in results.values()),

@@ -123,6 +123,13 @@ class Settings:
             return salt
         if self.env_cfg.get("allow_default_salt"):
             return "local-development-salt-not-a-secret"
+        if self.target == "databricks" and self.env_cfg.get("secret_scope"):
+            from .governance import read_secret  # serverless runs read it from the secret scope
+            try:
+                return read_secret(self, "hash_salt")
+            except ConfigError as exc:
+                raise ConfigError(f"environment {self.env!r} needs a hash salt in ${var} or in its secret scope "
+                                  f"({exc}); refusing to start") from None
         raise ConfigError(f"environment {self.env!r} needs a hash salt in ${var} (a secret); refusing to start")
 
 

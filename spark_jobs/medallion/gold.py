@@ -149,7 +149,7 @@ def run(ctx: JobContext) -> dict:
             lake.reset_checkpoint(name)
     ensure_tables(ctx)
     dim_name = settings.table_name("gold", "patients")
-    dim_version_before = lake.delta(dim_name).history(1).first()["version"]
+    dim_version_before = lake.version(dim_name)
 
     def dim_batch(batch: DataFrame, _batch_id: int) -> None:
         merge_dim(ctx, _changes(batch).select("patient_id").distinct())
@@ -158,7 +158,7 @@ def run(ctx: JobContext) -> dict:
          .foreachBatch(dim_batch).option("checkpointLocation", lake.checkpoint("gold_dim_patients"))
          .trigger(availableNow=True).start())
     q.awaitTermination()
-    dim_version_after = lake.delta(dim_name).history(1).first()["version"]
+    dim_version_after = lake.version(dim_name)
 
     for entity, (key, _) in FACTS.items():
         silver_name = settings.table_name("silver", entity)
@@ -175,12 +175,7 @@ def run(ctx: JobContext) -> dict:
 
     # patients whose history was re-cut this run: their facts may now point at another version
     if dim_version_after > dim_version_before:
-        touched = (ctx.spark.read.format("delta").option("readChangeFeed", "true")
-                   .option("startingVersion", dim_version_before + 1).option("endingVersion", dim_version_after)
-                   .load(lake.path(dim_name)) if settings.is_local else
-                   ctx.spark.read.option("readChangeFeed", "true")
-                   .option("startingVersion", dim_version_before + 1).option("endingVersion", dim_version_after)
-                   .table(lake.ref(dim_name)))
+        touched = lake.read_changes(dim_name, dim_version_before + 1, dim_version_after)
         touched_ids = (touched.filter(F.col("_change_type").isin("update_postimage", "delete"))
                        .select("patient_id").distinct())
         for entity in FACTS:

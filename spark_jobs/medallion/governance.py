@@ -88,6 +88,22 @@ def phi_statements(settings_or_cfg: Settings | Mapping[str, Any], table_key: str
     return statements
 
 
+def phi_comments(settings_or_cfg: Settings | Mapping[str, Any], table_key: str) -> dict[str, str]:
+    """Column -> comment for a table's PHI columns; set as column metadata when the table is created."""
+    kinds = _raw(settings_or_cfg).get("governance", {}).get("phi_kinds", {})
+    return {column: f"PHI ({kind}): {kinds.get(kind, kind)}"
+            for column, kind in phi_columns(settings_or_cfg, table_key).items()}
+
+
+def unity_catalog_statements(settings: Settings, table_key: str, table_ref: str) -> list[str]:
+    """What Unity Catalog needs after a table is created (comments already travel with the schema): PHI tags and
+    grants. Nothing on the local target."""
+    if settings.is_local:
+        return []
+    return [s for s in phi_statements(settings, table_key, table_ref) if " SET TAGS " in s] + \
+        grant_statements(settings, table_key, table_ref)
+
+
 def grant_statements(settings_or_cfg: Settings | Mapping[str, Any], table_key: str, table_ref: str) -> list[str]:
     """`GRANT SELECT` to the analysts group when the table's layer is one analysts may read (Unity Catalog only)."""
     if _is_local(settings_or_cfg):
@@ -109,8 +125,8 @@ def table_statements(settings_or_cfg: Settings | Mapping[str, Any], table_key: s
 def _dbutils():
     try:
         from databricks.sdk.runtime import dbutils  # present on Databricks compute (serverless and clusters)
-    except ImportError as exc:  # pragma: no cover - only off Databricks
-        raise ConfigError("no Databricks secret scope reachable here (databricks.sdk.runtime missing)") from exc
+    except Exception as exc:  # off Databricks: the module is missing, or it finds no credentials
+        raise ConfigError(f"no Databricks secret scope reachable here ({type(exc).__name__})") from None
     return dbutils
 
 

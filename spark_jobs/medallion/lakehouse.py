@@ -8,7 +8,9 @@ import os
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.types import StructField, StructType
 
+from . import governance
 from .config import Settings
 
 LAYER_PROPERTY = {"bronze": "bronze", "silver": "silver", "gold": "gold", "quarantine": "silver", "ops": "ops"}
@@ -52,8 +54,17 @@ class Lakehouse:
         return DeltaTable.forName(self.spark, self.ref(table))
 
     def version(self, table: str) -> int:
-        """The table's latest committed version."""
+        """The table's latest committed version (locally read off the transaction log's file names: no job)."""
+        if self.settings.is_local:
+            log_dir = os.path.join(self.path(table), "_delta_log")
+            return max(int(name[:20]) for name in os.listdir(log_dir) if name.endswith(".json") and name[:20].isdigit())
         return int(self.delta(table).history(1).select("version").first()[0])
+
+    def read_changes(self, table: str, start: int, end: int) -> DataFrame:
+        """The change data feed of versions [start, end] (with `_change_type`, `_commit_version`)."""
+        reader = (self.spark.read.format("delta").option("readChangeFeed", "true")
+                  .option("startingVersion", start).option("endingVersion", end))
+        return reader.load(self.path(table)) if self.settings.is_local else reader.table(self.ref(table))
 
     def read_stream(self, table: str, change_feed: bool = False):
         reader = self.spark.readStream.format("delta")
@@ -71,6 +82,9 @@ class Lakehouse:
             return
         props = {"delta.enableChangeDataFeed": "true", "quality": LAYER_PROPERTY[layer]}
         props.update(properties or {})
+        comments = governance.phi_comments(self.settings, table)  # PHI columns carry a comment saying so
+        schema = StructType([StructField(f.name, f.dataType, f.nullable, {**f.metadata, "comment": comments[f.name]})
+                             if f.name in comments else f for f in schema.fields])
         builder = DeltaTable.createIfNotExists(self.spark)
         builder = builder.location(self.path(table)) if self.settings.is_local else builder.tableName(
             f"{self.settings.catalog}.{self.settings.schema}.{table}")
@@ -80,6 +94,8 @@ class Lakehouse:
         for key, value in props.items():
             builder = builder.property(key, value)
         builder.execute()
+        for statement in governance.unity_catalog_statements(self.settings, table, self.ref(table)):
+            self.spark.sql(statement)  # PHI tags and gold-only grants (Databricks)
 
     def append(self, df: DataFrame, table: str, txn: tuple[str, int] | None = None) -> None:
         """Append rows; with `txn=(app_id, version)` Delta skips a write it has already committed (exactly once)."""

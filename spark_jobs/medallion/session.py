@@ -19,7 +19,7 @@ def local_conf(settings: Settings, app_name: str) -> dict[str, str]:
     ivy = Path(ls.get("ivy_dir", ".cache/ivy"))
     ivy = ivy if ivy.is_absolute() else settings.root / ivy
     warehouse = settings.location("warehouse")
-    return {
+    return {**{str(k): str(v) for k, v in (ls.get("conf") or {}).items()},
         "spark.app.name": app_name,
         "spark.master": ls.get("master", "local[*]"),
         "spark.driver.memory": str(ls.get("driver_memory", "4g")),

@@ -66,3 +66,18 @@ def test_rule_placeholders_are_filled_from_ranges_and_vocabularies():
     bad = {"rules": {"patients": {"r": "x IN ({nope})"}}}
     with pytest.raises(ConfigError, match="no vocabulary"):
         rule_expressions(bad, "patients")
+
+
+def test_on_databricks_the_salt_comes_from_the_environments_secret_scope(monkeypatch):
+    from medallion import governance
+    monkeypatch.delenv("MEDALLION_HASH_SALT", raising=False)
+    asked = []
+
+    class Secrets:
+        def get(self, scope, key):
+            asked.append((scope, key))
+            return "salt-from-the-scope"
+
+    monkeypatch.setattr(governance, "_dbutils", lambda: type("DBUtils", (), {"secrets": Secrets()})())
+    assert load_settings("dev").hash_salt() == "salt-from-the-scope"
+    assert asked == [("medallion-dev", "hash-salt")]
