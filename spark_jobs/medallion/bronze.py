@@ -3,10 +3,10 @@
 Only the source differs between targets:
 - Databricks: Auto Loader (`cloudFiles`, csv, the explicit schema, a schema location, `rescue` evolution mode and
   the rescued-data column; columns are matched by header name).
-- Local: Spark's file-stream source with the same schema in PERMISSIVE mode (a line that does not fit is kept
-  whole in the rescued column). Files whose header differs from the expected columns are re-read by header name,
-  like Auto Loader does: missing columns are null, extra columns and values that cannot be typed go to the rescued
-  column as JSON.
+- Local: Spark's file-stream source with the same schema in PERMISSIVE mode, line by line (a line that does not
+  fit is kept whole in the rescued column). Files it would get wrong are re-read on their own: a header other than
+  the expected one by header name, like Auto Loader (missing columns null, extra columns and values that cannot be
+  typed go to the rescued column as JSON); a file holding a double quote with multi-line records.
 
 Everything after the source is shared: each micro-batch (`availableNow`, one checkpoint per table) gets lineage and
 pipeline metadata, is appended with Delta's idempotent-write options (`txnAppId` = the streaming query's id,
