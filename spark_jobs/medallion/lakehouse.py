@@ -77,8 +77,14 @@ class Lakehouse:
     # ---- writing ----------------------------------------------------------------------------
     def ensure(self, table: str, schema, layer: str, partition_by: list[str] | None = None,
                properties: dict[str, str] | None = None) -> None:
-        """Create the table if it does not exist, with change data feed on and its layer's properties."""
+        """Create the table if it does not exist, with change data feed on and its layer's properties; add the
+        columns a newer release of the code expects to a table created by an older one."""
         if self.exists(table):
+            have = set(self.read(table).columns)
+            missing = [f for f in schema.fields if f.name not in have]
+            if missing:
+                cols = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in missing)
+                self.spark.sql(f"ALTER TABLE {self.ref(table)} ADD COLUMNS ({cols})")
             return
         props = {"delta.enableChangeDataFeed": "true", "quality": LAYER_PROPERTY[layer]}
         props.update(properties or {})

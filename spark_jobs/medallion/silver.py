@@ -7,12 +7,17 @@ the rules it failed, or counted as a duplicate.
 """
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
+from pyspark.sql.types import (BooleanType, DoubleType, LongType, MapType, StringType, StructField, StructType,
+                               TimestampType)
 
 from .cli import JobContext, entities_argument, entry, selected_entities
+from .config import ConfigError
 from .rules import failed_rules
-from .schemas import RESCUED, landing_columns
+from .schemas import RESCUED, landing_columns, source_schema
 
 ARRIVAL_ORDER = ["_ingested_at", "_source_file"]  # later arrival wins
 
@@ -26,10 +31,13 @@ def token(col, salt: str):
     return F.when(col.isNull(), None).otherwise(F.sha2(F.concat(F.lit(salt + "|"), F.upper(F.trim(col))), 256))
 
 
-def standardize(entity: str, df: DataFrame, salt: str) -> DataFrame:
+def standardize(entity: str, df: DataFrame, salt: str, quality: dict) -> DataFrame:
     """Trim, case-fold enumerations, type dates and timestamps. What cannot be typed becomes NULL and fails a rule."""
     if entity == "patients":
+        cap = quality["hipaa_age"]
         return (df.withColumn("patient_id", F.trim("patient_id"))
+                .withColumn("age", F.when(F.col("age") >= cap["cap_from"], F.lit(cap["reported_as"]))
+                            .otherwise(F.col("age")))  # HIPAA Safe Harbor: 89 and over are reported as 90
                 .withColumn("first_name_token", token(F.col("first_name"), salt))
                 .withColumn("last_name_token", token(F.col("last_name"), salt))
                 .withColumn("sex", _trim_upper("sex"))
@@ -52,6 +60,82 @@ def standardize(entity: str, df: DataFrame, salt: str) -> DataFrame:
             .withColumn("medical_provider", F.trim("medical_provider")))
 
 
+TRUE_WORDS, FALSE_WORDS = ("true", "t", "yes", "y", "1"), ("false", "f", "no", "n", "0")
+
+
+def lenient(raw, data_type):
+    """A landed text value typed the forgiving way silver standardizes (NULL when it still cannot be typed)."""
+    text = F.trim(raw)
+    if isinstance(data_type, BooleanType):
+        low = F.lower(text)
+        return F.when(low.isin(*TRUE_WORDS), F.lit(True)).when(low.isin(*FALSE_WORDS), F.lit(False))
+    if isinstance(data_type, StringType):
+        return raw
+    return text.cast(data_type)
+
+
+def resolve_rescued(entity: str, df: DataFrame) -> DataFrame:
+    """Resolve rescued data that standardization can type: a line the CSV reader could not type only because of
+    a value such as `yes`, `1` or ` 40 ` gets its values back (booleans from true/false/yes/no/1/0, numbers with
+    spaces) and loses its rescued mark. Lines with a wrong number of fields, quotes, extra columns or undecodable
+    bytes stay rescued and fail `no_rescued_data` -- nothing is guessed."""
+    fields = source_schema(entity).fields
+    names = [f.name for f in fields]
+    raw = F.col(RESCUED)
+    is_line = raw.isNotNull() & ~raw.startswith("{") & ~raw.contains('"') & \
+        (F.size(F.split(raw, ",", -1)) == len(fields))
+    parsed = F.split(raw, ",", -1)
+    values = {f.name: lenient(parsed.getItem(i), f.dataType) for i, f in enumerate(fields)}
+    empty = {f.name: F.trim(parsed.getItem(i)) == "" for i, f in enumerate(fields)}
+    typed_ok = F.lit(True)
+    for f in fields:
+        typed_ok = typed_ok & (empty[f.name] | values[f.name].isNotNull())
+    resolvable = is_line & typed_ok
+    out = df.withColumn("_rescue_resolved", F.coalesce(resolvable, F.lit(False)))
+    for name in names:
+        value = F.when(empty[name], F.lit(None)).otherwise(values[name])
+        out = out.withColumn(name, F.when(F.col("_rescue_resolved"), value).otherwise(F.col(name)))
+    return out.withColumn(RESCUED, F.when(F.col("_rescue_resolved"), F.lit(None)).otherwise(F.col(RESCUED)))
+
+
+def confidence(quality: dict, entity: str):
+    """Share of the entity's expected attributes that are present after standardization (0..1)."""
+    attributes = quality["confidence_attributes"][entity]
+    present = sum(F.when(F.col(c).isNotNull(), 1).otherwise(0) for c in attributes)
+    return F.round(present / F.lit(len(attributes)), 4)
+
+
+def version_order(quality: dict, entity: str) -> list:
+    """How versions of one key rank, best first: newest version, then the configured conflict strategy."""
+    order = [] if entity == "patients" else [F.col("_ingested_at").desc()]  # a claim's version is its arrival
+    for criterion in quality["conflict_strategy"]:
+        if criterion == "highest_confidence":
+            order.append(F.col("_confidence").desc())
+        elif criterion == "latest_arrival":
+            order += [F.col(c).desc() for c in ARRIVAL_ORDER]
+        else:
+            raise ConfigError(f"unknown conflict strategy {criterion!r}; use highest_confidence, latest_arrival")
+    return order
+
+
+def replaces(quality: dict, entity: str) -> str:
+    """MERGE condition: the incoming version `s` wins over the stored one `t` of the same key."""
+    terms, ties = [], []
+    if entity != "patients":
+        terms.append("s._ingested_at > t._ingested_at")
+        ties.append("s._ingested_at = t._ingested_at")
+    for criterion in quality["conflict_strategy"]:
+        tie = " AND ".join(ties) if ties else "TRUE"
+        if criterion == "highest_confidence":
+            terms.append(f"({tie} AND s._confidence > t._confidence)")
+            ties.append("s._confidence = t._confidence")
+        elif criterion == "latest_arrival":
+            terms.append(f"({tie} AND (s._ingested_at > t._ingested_at OR "
+                         "(s._ingested_at = t._ingested_at AND s._source_file > t._source_file)))")
+            ties.append("s._ingested_at = t._ingested_at AND s._source_file = t._source_file")
+    return " OR ".join(terms)
+
+
 SILVER_COLUMNS = {
     "patients": ["patient_id", "first_name_token", "last_name_token", "age", "sex", "region", "bmi", "smoker",
                  "children", "charges", "insurance_plan", "coverage_start_date", "record_ts"],
@@ -62,6 +146,7 @@ SILVER_COLUMNS = {
 # The key a silver row is upserted on: patients keep every version (one per record timestamp).
 MERGE_KEYS = {"patients": ["patient_id", "record_ts"], "claims": ["claim_id"], "medical_events": ["event_id"]}
 LINEAGE = ["_source_file", "_ingested_at", "_run_id"]
+EXTRA = ["_confidence"]  # silver only (not part of a quarantined row's identity)
 Q_COLUMNS = {e: cols + ["_failed_rules", "_source_file", "_ingested_at", "_run_id"] for e, cols in SILVER_COLUMNS.items()}
 
 
@@ -83,7 +168,8 @@ class SilverBatch:
         rows_in = batch.count()
         # exact duplicates (every landed value equal) are counted and dropped
         distinct = batch.dropDuplicates(raw_cols + [RESCUED])
-        std = standardize(self.entity, distinct, self.salt)
+        std = standardize(self.entity, resolve_rescued(self.entity, distinct), self.salt, self.ctx.settings.quality)
+        std = std.withColumn("_confidence", confidence(self.ctx.settings.quality, self.entity))
         std = std.withColumn("_failed_rules", failed_rules(self.ctx.settings.quality, self.entity))
         if self.entity != "patients":
             patients = self.lake.read(self.ctx.settings.table_name("silver", "patients")).select("patient_id").distinct()
@@ -99,8 +185,8 @@ class SilverBatch:
         bad = std.filter((F.size("_failed_rules") > 0) & (F.col("_failed_rules") != F.array(F.lit("patient_exists"))))
         if self.entity == "patients":
             held = std.limit(0)
-        counts = std.agg(F.count("*").alias("n"), F.sum((F.size("_failed_rules") == 0).cast("int")).alias("valid"))\
-            .first()
+        counts = std.agg(F.count("*").alias("n"), F.sum((F.size("_failed_rules") == 0).cast("int")).alias("valid"),
+                         F.sum(F.col("_rescue_resolved").cast("int")).alias("resolved")).first()
         superseded, written = self.upsert(valid)
         n_held = self.hold(held) if self.entity != "patients" else 0
         by_rule = self.quarantine_rows(bad)
@@ -109,6 +195,7 @@ class SilverBatch:
         s["exact_duplicates"] += rows_in - int(counts["n"])
         s["superseded_in_batch"] += superseded
         s["valid"] += int(counts["valid"] or 0)
+        s["rescued_resolved"] += int(counts["resolved"] or 0)
         s["held"] += n_held
         s["quarantined"] += int(counts["n"]) - int(counts["valid"] or 0) - n_held
         s["inserted"] += written.get("numTargetRowsInserted", 0)
@@ -121,21 +208,19 @@ class SilverBatch:
     def upsert(self, valid: DataFrame) -> tuple[int, dict]:
         """MERGE validated rows into silver; several versions of one key in a batch: the latest arrival wins."""
         keys = MERGE_KEYS[self.entity]
-        w = Window.partitionBy(*keys).orderBy(*[F.col(c).desc() for c in ARRIVAL_ORDER])
+        quality = self.ctx.settings.quality
+        w = Window.partitionBy(*keys).orderBy(*version_order(quality, self.entity))
         ranked = valid.withColumn("_rank", F.row_number().over(w))
         latest = (ranked.filter("_rank = 1").drop("_rank")
-                  .select(*SILVER_COLUMNS[self.entity], *LINEAGE)
+                  .select(*SILVER_COLUMNS[self.entity], *LINEAGE, *EXTRA)
                   .withColumn("_processed_at", F.current_timestamp()))
         target = self.lake.delta(self.silver)
         cond = " AND ".join(f"t.{k} <=> s.{k}" for k in keys)
-        merge = target.alias("t").merge(latest.alias("s"), cond)
-        if self.entity == "patients":
-            merge = merge.whenNotMatchedInsertAll()  # a re-sent identical version is a duplicate
-        else:
-            changed = " OR ".join(f"NOT (t.{c} <=> s.{c})" for c in SILVER_COLUMNS[self.entity] if c not in keys)
-            merge = merge.whenMatchedUpdateAll(condition=f"s._ingested_at >= t._ingested_at AND ({changed})") \
-                .whenNotMatchedInsertAll()
-        merge.execute()
+        # a re-sent identical version changes nothing; a different one replaces the stored one only if it wins
+        changed = " OR ".join(f"NOT (t.{c} <=> s.{c})" for c in SILVER_COLUMNS[self.entity] if c not in keys)
+        (target.alias("t").merge(latest.alias("s"), cond)
+         .whenMatchedUpdateAll(condition=f"({changed}) AND ({replaces(quality, self.entity)})")
+         .whenNotMatchedInsertAll().execute())
         written = _last_merge_metrics(target)
         superseded = int(written.get("numSourceRows", 0))
         superseded = valid.count() - superseded if superseded else 0
@@ -178,7 +263,8 @@ class SilverBatch:
         expired = checked.filter("_expired")
         n_ready, n_expired = ready.count(), expired.count()
         if n_ready:
-            _, written = self.upsert(ready.withColumn("_run_id", F.lit(self.ctx.run_id)))
+            _, written = self.upsert(ready.withColumn("_run_id", F.lit(self.ctx.run_id))
+                                     .withColumn("_confidence", confidence(self.ctx.settings.quality, self.entity)))
             self.stats["inserted"] += written.get("numTargetRowsInserted", 0)
             self.stats["updated"] += written.get("numTargetRowsUpdated", 0)
         if n_expired:
@@ -205,9 +291,10 @@ def _last_merge_metrics(table) -> dict:
 def ensure_tables(ctx: JobContext, entity: str, sample: DataFrame) -> None:
     """Create the silver, quarantine and held tables from the schema standardization produces."""
     lake = ctx.lakehouse
-    std = standardize(entity, sample, "x").withColumn("_run_id", F.lit("x")) \
+    std = standardize(entity, sample, "x", ctx.settings.quality).withColumn("_run_id", F.lit("x")) \
         .withColumn("_processed_at", F.current_timestamp())
-    silver_schema = std.select(*SILVER_COLUMNS[entity], *LINEAGE, "_processed_at").schema
+    silver_schema = std.withColumn("_confidence", F.lit(1.0)).select(
+        *SILVER_COLUMNS[entity], *LINEAGE, *EXTRA, "_processed_at").schema
     lake.ensure(ctx.settings.table_name("silver", entity), silver_schema, "silver")
     q = std.withColumn("_failed_rules", F.array().cast("array<string>")) \
         .select(*Q_COLUMNS[entity], F.lit("h").alias("_row_hash"))
@@ -225,7 +312,8 @@ def score(valid: int, quarantined: int) -> float | None:
 def process(ctx: JobContext, entity: str) -> dict:
     lake = ctx.lakehouse
     bronze = ctx.settings.table_name("bronze", entity)
-    stats = {"rows_in": 0, "exact_duplicates": 0, "superseded_in_batch": 0, "valid": 0, "quarantined": 0,
+    stats = {"rows_in": 0, "exact_duplicates": 0, "superseded_in_batch": 0, "rescued_resolved": 0, "valid": 0,
+             "quarantined": 0,
              "held": 0, "released": 0, "expired_to_quarantine": 0, "inserted": 0, "updated": 0,
              "quarantined_by_rule": {}}
     if not lake.exists(bronze):
@@ -246,13 +334,43 @@ def process(ctx: JobContext, entity: str) -> dict:
     return stats
 
 
+RUNS_SCHEMA = StructType([
+    StructField("run_id", StringType(), False),
+    StructField("entity", StringType(), False),
+    StructField("processed_at", TimestampType(), False),
+    *[StructField(name, LongType(), False) for name in ("rows_in", "valid", "quarantined", "exact_duplicates", "held",
+                                                          "released", "expired_to_quarantine", "rescued_resolved")],
+    StructField("quarantined_by_rule", MapType(StringType(), LongType()), False),
+    StructField("quality_score", DoubleType(), True),
+    StructField("target_score", DoubleType(), False),
+])
+
+
+def record_run(ctx: JobContext, results: dict) -> str:
+    """One row per run and entity in ops_silver_runs (a retry of the run replaces its own rows)."""
+    lake = ctx.lakehouse
+    name = ctx.settings.raw["tables"]["ops"]["silver_runs"]
+    lake.ensure(name, RUNS_SCHEMA, "ops")
+    now = datetime.now(timezone.utc)
+    target = float(ctx.settings.quality["target_score"])
+    rows = [(ctx.run_id, entity, now, *[int(st.get(k, 0)) for k in ("rows_in", "valid", "quarantined",
+             "exact_duplicates", "held", "released", "expired_to_quarantine", "rescued_resolved")],
+             {k: int(v) for k, v in st.get("quarantined_by_rule", {}).items()}, st.get("quality_score"), target)
+            for entity, st in results.items()]
+    df = ctx.spark.createDataFrame(rows, RUNS_SCHEMA)
+    (lake.delta(name).alias("t").merge(df.alias("s"), "t.run_id = s.run_id AND t.entity = s.entity")
+     .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute())
+    return lake.display_name(name)
+
+
 def run(ctx: JobContext) -> dict:
     ctx.settings.hash_salt()  # outside the local environment: no secret salt, no start
     # patients first: claims and events are checked against silver_patients
     results = {entity: process(ctx, entity) for entity in selected_entities(ctx.args)}
     valid = sum(r["valid"] + r["released"] for r in results.values())
     bad = sum(r["quarantined"] + r["expired_to_quarantine"] for r in results.values())
-    return {"entities": results, "quality_score": score(valid, bad),
+    runs_table = record_run(ctx, results)
+    return {"entities": results, "quality_score": score(valid, bad), "runs_table": runs_table,
             "held_rows": {e: ctx.lakehouse.count(ctx.settings.table_name("held", e)) for e in results if e != "patients"},
             "target_score": ctx.settings.quality["target_score"]}
 

@@ -168,3 +168,60 @@ def test_a_failing_job_exits_non_zero_with_a_one_line_reason(run_job, capsys):
     assert summary["_exit_code"] == 1 and summary["status"] == "failed"
     assert summary["reason"] == "not an ISO-8601 timestamp: 'yesterday'"
     assert "ERROR: not an ISO-8601 timestamp: 'yesterday'" in capsys.readouterr().err
+
+
+PATIENTS_HEADER = ("patient_id,first_name,last_name,age,sex,region,bmi,smoker,children,charges,insurance_plan,"
+                   "coverage_start_date,timestamp\n")
+
+
+def test_standardization_types_lenient_booleans_and_numbers_but_never_guesses(run_job, spark, settings):
+    _write_landing(settings, "2026-11-27T0500Z", "patients", PATIENTS_HEADER +
+                   "P0000001,Ann,Lee,40,FEMALE,SOUTHWEST,25.0,yes,1,9000.5,GOLD,2025-01-01,2026-11-27 05:10:00\n"
+                   "P0000002,Bob,Ray, 41 ,male,northeast,26.5,0,2,100,GOLD,2025-01-01,2026-11-27 05:11:00\n"
+                   "P0000003,Cy,Oh,42,MALE,NORTHEAST,27.0,perhaps,0,100,GOLD,2025-01-01,2026-11-27 05:12:00\n"
+                   "P0000004,Di,Ng,43,FEMALE,SOUTHEAST,28.0,N,0,100,GOLD,2025-01-01,2026-11-27 05:13:00,EXTRA\n")
+    run_job("bronze")
+    st = run_job("silver")["entities"]["patients"]
+    assert (st["rescued_resolved"], st["valid"], st["quarantined"]) == (2, 2, 2)
+    ok = {r.patient_id: (r.age, r.sex, r.region, r.smoker) for r in _table(spark, settings, "silver", "patients").collect()}
+    assert ok == {"P0000001": (40, "FEMALE", "SOUTHWEST", True), "P0000002": (41, "MALE", "NORTHEAST", False)}
+    # `perhaps` is not a boolean, and a line with an extra field is not guessed at: both stay rescued
+    q = {r.patient_id: list(r._failed_rules) for r in _table(spark, settings, "quarantine", "patients").collect()}
+    assert q == {"P0000003": ["no_rescued_data"], "P0000004": ["no_rescued_data"]}
+
+
+def test_ages_of_89_and_over_are_reported_as_90(run_job, spark, settings):
+    _write_landing(settings, "2026-11-27T0500Z", "patients", PATIENTS_HEADER +
+                   "P0000001,Ann,Lee,89,FEMALE,SOUTHWEST,25.0,false,1,9000.5,GOLD,2025-01-01,2026-11-27 05:10:00\n"
+                   "P0000002,Bob,Ray,104,MALE,SOUTHWEST,25.0,false,1,9000.5,GOLD,2025-01-01,2026-11-27 05:10:00\n"
+                   "P0000003,Cy,Oh,85,MALE,SOUTHWEST,25.0,false,1,9000.5,GOLD,2025-01-01,2026-11-27 05:10:00\n")
+    run_job("bronze")
+    run_job("silver")
+    assert [r.age for r in _table(spark, settings, "silver", "patients").collect()] == [85]
+    q = {r.patient_id: (r.age, list(r._failed_rules)) for r in _table(spark, settings, "quarantine", "patients").collect()}
+    assert q == {"P0000001": (90, ["valid_age"]), "P0000002": (90, ["valid_age"])}
+
+
+def test_versions_at_the_same_timestamp_keep_the_most_complete_then_the_latest(run_job, spark, settings):
+    ts = "2026-11-27 05:10:00"
+    # first arrival: no first name (confidence 10/11)
+    _write_landing(settings, "2026-11-27T0500Z", "patients", PATIENTS_HEADER +
+                   f"P0000001,,Lee,40,FEMALE,SOUTHWEST,25.0,false,1,9000.5,GOLD,2025-01-01,{ts}\n")
+    run_job("bronze")
+    run_job("silver")
+    # a later, complete version of the same timestamp wins
+    _write_landing(settings, "2026-11-27T0600Z", "patients", PATIENTS_HEADER +
+                   f"P0000001,Ann,Lee,40,FEMALE,NORTHWEST,25.0,false,1,9000.5,GOLD,2025-01-01,{ts}\n")
+    run_job("bronze")
+    run_job("silver")
+    # an even later but less complete version does not
+    _write_landing(settings, "2026-11-27T0700Z", "patients", PATIENTS_HEADER +
+                   f"P0000001,Ann,,40,FEMALE,SOUTHEAST,25.0,false,1,9000.5,GOLD,2025-01-01,{ts}\n")
+    run_job("bronze")
+    summary = run_job("silver")
+    [row] = _table(spark, settings, "silver", "patients").collect()
+    assert (row.region, row._confidence) == ("NORTHWEST", 1.0)
+    runs = Lakehouse(spark, settings).read(summary["runs_table"].split(".")[-1]).collect()
+    assert len(runs) == 9 and {r.entity for r in runs} == {"patients", "claims", "medical_events"}
+    last = [r for r in runs if r.run_id == summary["run_id"] and r.entity == "patients"][0]
+    assert (last.rows_in, last.valid, last.target_score) == (1, 1, 0.995)
