@@ -1,11 +1,31 @@
-"""Monitor: one row per run with the row count of every pipeline table, appended to an operations table."""
+"""Monitor (hourly, on the clock): measure the pipeline, store the figures per run, rewrite the quality dashboard.
+
+One monitoring run stores, keyed by its run id (a retry replaces its own rows, so re-runs are idempotent):
+- `ops_table_counts`      row count of every table;
+- `ops_quality_scores`    quality score per entity and overall (this window and all-time) vs `quality.target_score`;
+- `ops_quarantine_by_rule` quarantined rows per entity and rule;
+- `ops_freshness`         age of every table's newest data vs the SLA of its layer;
+- `ops_volumes`           rows per landing batch per bronze table vs the band of the batches before it;
+- `ops_drift`             population stability index of age, bmi, charges, claim_amount vs a baseline
+                          (`ops_drift_baseline`, captured once);
+- `ops_reconciliation`    landed in bronze = valid + quarantined + duplicates + held, per entity;
+- `ops_table_writes`      the change data feed of every table since the previous run, per writer run (audit);
+- `ops_quality_breaches`  what was wrong (the monitoring DAG e-mails it when something new appears).
+Table names and thresholds: include/pipeline.yaml -> `monitoring`. Only aggregates are stored or printed.
+"""
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timezone
 
-from pyspark.sql.types import LongType, StringType, StructField, StructType, TimestampType
+from pyspark.sql import functions as F
+from pyspark.sql.types import (ArrayType, BooleanType, DoubleType, LongType, MapType, StringType, StructField,
+                               StructType, TimestampType)
 
+from . import dashboard, metrics
 from .cli import JobContext, entry
+
+log = logging.getLogger("medallion.monitor")
 
 COUNTS_SCHEMA = StructType([
     StructField("run_id", StringType(), False),
@@ -17,26 +37,166 @@ COUNTS_SCHEMA = StructType([
     StructField("row_count", LongType(), True),
 ])
 
-LAYERS = ("bronze", "silver", "gold", "quarantine", "held")
+LAYERS = metrics.LAYERS
 
 
-def table_counts(ctx: JobContext) -> list[tuple[str, str, int | None]]:
-    tables = ctx.settings.raw["tables"]
-    return [(layer, name, ctx.lakehouse.count(name)) for layer in LAYERS for name in tables[layer].values()]
+def _schema(*fields: tuple) -> StructType:
+    head = [StructField("run_id", StringType(), False), StructField("measured_at", TimestampType(), False)]
+    return StructType(head + [StructField(name, kind, True) for name, kind in fields])
+
+
+S, L, D, B, T = StringType(), LongType(), DoubleType(), BooleanType(), TimestampType()
+SCHEMAS = {
+    "quality": _schema(("entity", S), ("valid", L), ("quarantined", L), ("score", D), ("total_valid", L),
+                       ("total_quarantined", L), ("total_score", D), ("target_score", D), ("breach", B), ("source", S)),
+    "quarantine_rules": _schema(("entity", S), ("rule", S), ("window_rows", L), ("total_rows", L)),
+    "freshness": _schema(("layer", S), ("entity", S), ("table_name", S), ("exists", B), ("newest_at", T),
+                         ("age_minutes", D), ("sla_minutes", D), ("basis", S), ("stale", B)),
+    "volumes": _schema(("entity", S), ("table_name", S), ("batch", S), ("rows", L), ("band_low", D),
+                       ("band_high", D), ("history_batches", L), ("anomaly", B), ("latest", B)),
+    "drift": _schema(("column_name", S), ("entity", S), ("table_name", S), ("psi", D), ("rows_current", L),
+                     ("rows_baseline", L), ("status", S), ("breach", B)),
+    "reconciliation": _schema(("entity", S), ("landed", L), ("processed", L), ("valid", L), ("quarantined", L),
+                              ("duplicates", L), ("held", L), ("backlog", L), ("difference", L), ("balanced", B),
+                              ("source", S), ("breach", B)),
+    "audit": _schema(("layer", S), ("table_name", S), ("from_version", L), ("to_version", L), ("commits", L),
+                     ("operations", MapType(S, L)), ("writer_run_id", S), ("inserts", L), ("updates", L),
+                     ("deletes", L)),
+    "breaches": _schema(("kind", S), ("subject", S), ("detail", S), ("key", S), ("new", B)),
+}
+BASELINE_SCHEMA = StructType([
+    StructField("column_name", S, False), StructField("entity", S, True), StructField("edges", ArrayType(D), True),
+    StructField("proportions", ArrayType(D), True), StructField("rows", L, True),
+    StructField("captured_run_id", S, True), StructField("captured_at", T, True),
+])
+
+
+def ensure_ops_table(lake, table: str, schema: StructType) -> None:
+    """Create a monitoring table (change data feed on, `quality=ops`) if missing.
+
+    Like `Lakehouse.ensure` without the PHI column tags: these tables hold aggregates only, and their names live in
+    `monitoring.tables`, not in the `tables` section governance reads.
+    """
+    if lake.exists(table):
+        return
+    from delta.tables import DeltaTable
+    builder = DeltaTable.createIfNotExists(lake.spark)
+    settings = lake.settings
+    builder = builder.location(lake.path(table)) if settings.is_local else builder.tableName(
+        f"{settings.catalog}.{settings.schema}.{table}")
+    builder = builder.addColumns(schema).property("delta.enableChangeDataFeed", "true").property("quality", "ops")
+    builder.execute()
+
+
+def replace_run(ctx: JobContext, table: str, schema: StructType, run_id: str, measured: datetime,
+                rows: list[dict]) -> None:
+    """Store one run's rows: delete what an earlier attempt of the same run wrote, then append (idempotent)."""
+    lake = ctx.lakehouse
+    ensure_ops_table(lake, table, schema)
+    if not rows:
+        lake.delta(table).delete(F.col("run_id") == run_id)
+        return
+    data = [tuple({"run_id": run_id, "measured_at": measured, **r}.get(f.name) for f in schema.fields) for r in rows]
+    quoted = run_id.replace("\\", "\\\\").replace("'", "\\'")
+    writer = (ctx.spark.createDataFrame(data, schema).write.format("delta").mode("overwrite")
+              .option("replaceWhere", f"run_id = '{quoted}'"))  # one atomic commit replaces the run's rows
+    if lake.settings.is_local:
+        writer.save(lake.path(table))
+    else:
+        writer.saveAsTable(lake.ref(table))
+
+
+def previous_run(ctx: JobContext, m: metrics.Measure) -> None:
+    """The latest earlier monitoring run (its id and when it measured): the end of the previous window."""
+    scores = m.read_if_exists(m.table("quality"))
+    if scores is None:
+        return
+    row = (scores.where(F.col("run_id") != ctx.run_id).groupBy("run_id")
+           .agg(F.max(metrics.epoch("measured_at")).alias("t")).orderBy(F.col("t").desc()).first())
+    if row is not None:
+        m.previous_run_id, m.previous_at = row["run_id"], metrics.from_epoch(row["t"])
+
+
+def _previous_rows(m: metrics.Measure, key: str):
+    df = m.read_if_exists(m.table(key))
+    if df is None or m.previous_run_id is None:
+        return []
+    return df.where(F.col("run_id") == m.previous_run_id).collect()
 
 
 def run(ctx: JobContext) -> dict:
-    lake = ctx.lakehouse
-    ops = ctx.settings.raw["tables"]["ops"]["table_counts"]
-    lake.ensure(ops, COUNTS_SCHEMA, "ops")
+    lake, settings = ctx.lakehouse, ctx.settings
     measured = datetime.now(timezone.utc)
-    counts = table_counts(ctx)
+    m = metrics.Measure(lake=lake, settings=settings, run_id=ctx.run_id, now=measured)
+    previous_run(ctx, m)
+
+    # row counts (kept: the cycle report and the e2e test read them)
+    ops = settings.raw["tables"]["ops"]["table_counts"]
+    lake.ensure(ops, COUNTS_SCHEMA, "ops")
+    stats = metrics.table_stats(m)  # one pass per table: row count and newest-data time
+    counts = [(st["layer"], name, st["count"]) for name, st in stats.items()]
     rows = [(ctx.run_id, measured, ctx.interval_start, ctx.interval_end, layer, name, n) for layer, name, n in counts]
-    # idempotent per run id: a retry replaces the rows of its own run
     df = ctx.spark.createDataFrame(rows, COUNTS_SCHEMA)
     (lake.delta(ops).alias("t").merge(df.alias("s"), "t.run_id = s.run_id AND t.table_name = s.table_name")
      .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute())
-    return {"table": lake.display_name(ops), "counts": {name: n for _, name, n in counts}}
+
+    quality, source = metrics.quality(m)
+    for r in quality:
+        r["source"] = source
+    by_rule = metrics.quarantine_by_rule(m)
+    fresh = metrics.freshness(m, stats)
+    vols = metrics.volumes(m)
+    baseline_table = m.table("drift_baseline")
+    base_df = m.read_if_exists(baseline_table)
+    baselines = {r["column_name"]: r.asDict() for r in base_df.collect()} if base_df is not None else {}
+    drift, captured = metrics.drift(m, baselines)
+    if captured:
+        ensure_ops_table(lake, baseline_table, BASELINE_SCHEMA)
+        lake.append(ctx.spark.createDataFrame([tuple(b.get(f.name) for f in BASELINE_SCHEMA.fields)
+                                               for b in captured], BASELINE_SCHEMA), baseline_table)
+    previous_balance = {r["entity"]: r["balanced"] for r in _previous_rows(m, "reconciliation")}
+    recon = metrics.reconciliation(m, previous_balance)
+    writes_df = m.read_if_exists(m.table("audit"))
+    last_versions = ({r["table_name"]: int(r["v"]) for r in writes_df.where(F.col("run_id") != ctx.run_id)
+                      .groupBy("table_name").agg(F.max("to_version").alias("v")).collect()}
+                     if writes_df is not None else {})
+    writes = metrics.audit(m, last_versions)
+    found = metrics.breaches(quality, fresh, vols, drift, recon, m.cfg)
+    known = {r["key"] for r in _previous_rows(m, "breaches")}
+    for b in found:
+        b["new"] = b["key"] not in known
+
+    stored = {"quality": quality, "quarantine_rules": by_rule, "freshness": fresh, "volumes": vols, "drift": drift,
+              "reconciliation": recon, "audit": writes, "breaches": found}
+    for key, rows_ in stored.items():
+        replace_run(ctx, m.table(key), SCHEMAS[key], ctx.run_id, measured, rows_)
+
+    page = dashboard.write(settings, dashboard.collect(m, stored, measured))
+    overall = next(r for r in quality if r["entity"] == "overall")
+    new = [b for b in found if b["new"]]
+    if found:
+        log.warning("%d data-quality breach(es), %d new: %s", len(found), len(new),
+                    "; ".join(f"{b['kind']} {b['subject']}" for b in found))
+    return {
+        "table": lake.display_name(ops),
+        "counts": {name: n for _, name, n in counts},
+        "quality_score": overall["score"] if overall["score"] is not None else overall["total_score"],
+        "quality_window": "since previous monitoring run" if overall["score"] is not None else "all time",
+        "target_score": overall["target_score"],
+        "quality": {r["entity"]: {"score": r["score"], "total_score": r["total_score"], "valid": r["valid"],
+                                  "quarantined": r["quarantined"]} for r in quality},
+        "quality_source": source,
+        "stale_tables": [r["table_name"] for r in fresh if r["stale"]],
+        "volume_anomalies": [f"{r['table_name']}:{r['batch']}" for r in vols if r["anomaly"] and r["latest"]],
+        "drift": {r["column_name"]: {"psi": r["psi"], "status": r["status"]} for r in drift},
+        "reconciliation": {r["entity"]: r["balanced"] for r in recon},
+        "table_writes": sum(r["inserts"] + r["updates"] + r["deletes"] for r in writes),
+        "breaches": [{k: b[k] for k in ("kind", "subject", "detail", "new")} for b in found],
+        "new_breaches": len(new),
+        "previous_monitoring_run": m.previous_run_id,
+        "dashboard": page,
+        "notes": m.notes,
+    }
 
 
 main = entry("monitor", run)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -64,9 +65,17 @@ def test_hourly_cycle_through_airflow_is_consistent_and_rerunnable(tmp_path, mon
         assert lake.read(settings.table_name("silver", entity)).join(patients, "patient_id", "left_anti").count() == 0
         fact = lake.read(settings.table_name("gold", entity))
         assert fact.join(dim, "patient_key", "left_anti").count() == 0
-    # every task log of the run exists, and no patient name from the landing files reached any of them
-    names = {r.first_name for r in lake.read(settings.table_name("bronze", "patients")).select("first_name").collect()}
+    # every task log of the run exists, and no patient name or identifier from the landing files reached any of
+    # them (the jobs' own output, Spark's, Soda's and Airflow's: everything the task logs hold)
+    bronze_patients = lake.read(settings.table_name("bronze", "patients")).collect()
+    names = {f"{r.first_name} {r.last_name}" for r in bronze_patients} | \
+        {f",{r.first_name}," for r in bronze_patients} | {f'"{r.first_name}"' for r in bronze_patients}
+    ids = {r.patient_id for r in bronze_patients}
+    for entity, key in (("claims", "claim_id"), ("medical_events", "event_id")):
+        ids |= {r[key] for r in lake.read(settings.table_name("bronze", entity)).select(key).collect()}
+    ids = {i for i in ids if i and len(i) >= 5}
     logs = "\n".join(p.read_text(errors="replace") for p in (tmp_path / "airflow" / "logs").rglob("*.log"))
-    assert "medallion-gold" in logs
-    leaked = [n for n in names if f",{n}," in logs or f'"{n}"' in logs]
-    assert leaked == []
+    assert "medallion-gold" in logs and "medallion-silver" in logs and len(ids) > 1000
+    assert [n for n in names if n in logs] == []
+    id_pattern = re.compile(r"\b(" + "|".join(re.escape(i) for i in sorted(ids)) + r")\b")
+    assert id_pattern.findall(logs) == []
