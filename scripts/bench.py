@@ -172,6 +172,58 @@ def bench_bronze(volumes: list[int], runs: int, workdir: Path) -> list[dict]:
     return out
 
 
+GROUND_TRUTH = """
+import json, sys
+sys.path.insert(0, {spark_jobs!r})
+from medallion.config import load_settings
+from medallion.groundtruth import evaluate
+from medallion.session import get_spark
+settings = load_settings()
+print(json.dumps(evaluate(get_spark(settings, app_name="ground-truth"), settings)))
+"""
+
+
+def bench_silver(volumes: list[int], runs: int, workdir: Path) -> list[dict]:
+    """Silver's throughput and its quality figures at the default defect rate: one earlier batch and one batch of
+    the given size are generated and ingested once; silver is then timed from empty silver tables `runs` times.
+    Recall and precision come from the generator's ground-truth manifests."""
+    out = []
+    for patients in volumes:
+        lake = workdir / f"silver-{patients}"
+        shutil.rmtree(lake, ignore_errors=True)
+        env = dict(os.environ, MEDALLION_LAKEHOUSE=str(lake), MEDALLION_HOME=str(ROOT))
+        exe = str(Path(sys.executable).parent / "medallion-generate")
+        subprocess.run([exe, "--interval-start=2026-11-27T04:00:00+00:00", "--interval-end=2026-11-27T05:00:00+00:00",
+                        f"--patients={max(patients // 10, 1)}"], env=env, capture_output=True, check=True)
+        run_job("generate", env, [f"--patients={patients}"])
+        _, bronze = run_job("bronze", env, [])
+        seconds, summary = [], None
+        for i in range(runs):
+            for layer in ("silver", "quarantine", "held"):
+                for entity in ("patients", "claims", "medical_events"):
+                    shutil.rmtree(lake / "warehouse" / "data_eng" / f"{layer}_{entity}", ignore_errors=True)
+            shutil.rmtree(lake / "warehouse" / "data_eng" / "ops_silver_runs", ignore_errors=True)
+            for ck in (lake / "_checkpoints").glob("silver_*"):
+                shutil.rmtree(ck, ignore_errors=True)
+            elapsed, summary = run_job("silver", env, [])
+            seconds.append(elapsed)
+            print(f"  silver {patients:>9,} patients ({bronze['rows_ingested']:,} bronze rows), run {i + 1}/{runs}: "
+                  f"{elapsed:.1f}s, quality {summary['quality_score']}", flush=True)
+        gt = subprocess.run([sys.executable, "-c", GROUND_TRUTH.format(spark_jobs=str(ROOT / "spark_jobs"))],
+                            env=env, capture_output=True, text=True, check=True)
+        truth = json.loads(gt.stdout.strip().splitlines()[-1])
+        median = statistics.median(seconds)
+        out.append({"patients": patients, "bronze_rows": bronze["rows_ingested"], "runs": runs,
+                    "silver_median_s": round(median, 2), "silver_all_s": [round(x, 2) for x in seconds],
+                    "rows_per_s": round(bronze["rows_ingested"] / median),
+                    "quality_score": summary["quality_score"], "target_score": summary["target_score"],
+                    "recall": truth["recall"], "precision": truth["precision"],
+                    "defects_expected": truth["true_positives"] + truth["missed"],
+                    "duplicates_injected": truth["duplicates_injected"]})
+        shutil.rmtree(lake, ignore_errors=True)
+    return out
+
+
 def free_port() -> int:
     import socket
     with socket.socket() as sock:
@@ -223,6 +275,15 @@ def markdown(results: dict) -> str:
             lines.append(f"| {b['patients']:,} | {b['rows']:,} | {b['landing_mib']:.0f} MiB | "
                          f"{b['plain_copy_median_s']:.1f} s | {b['bronze_median_s']:.1f} s | {b['ratio']:.2f} | "
                          f"{'yes' if b['within_1_5x'] else 'NO'} |")
+    if results.get("silver"):
+        lines += ["", "Silver at the default defect rate (one earlier batch + one batch of the given size, so changes "
+                      "and late patients are included; silver timed from empty silver tables; recall and precision "
+                      "of the rules against the generator's ground truth):", "",
+                  "| patients | bronze rows | silver | rows/s | quality score | recall | precision |",
+                  "|---:|---:|---:|---:|---:|---:|---:|"]
+        for v in results["silver"]:
+            lines.append(f"| {v['patients']:,} | {v['bronze_rows']:,} | {v['silver_median_s']:.1f} s | "
+                         f"{v['rows_per_s']:,} | {v['quality_score']:.4%} | {v['recall']:.2%} | {v['precision']:.2%} |")
     if results.get("airflow"):
         a = results["airflow"]
         lines += ["", f"Through the real Airflow components (scheduler, dag-processor, triggerer, api-server; "
@@ -242,7 +303,9 @@ def main() -> None:
                         help="patients per batch for the generation throughput figures ('' to skip)")
     parser.add_argument("--bronze-volumes", default="100000,1000000",
                         help="patients per batch for bronze against a plain copy ('' to skip)")
-    parser.add_argument("--sections", default="cycle,generator,bronze,airflow",
+    parser.add_argument("--silver-volumes", default="10000,100000",
+                        help="patients per batch for silver throughput and recall/precision ('' to skip)")
+    parser.add_argument("--sections", default="cycle,generator,bronze,silver,airflow",
                         help="which sections to run; the others keep their figures from an earlier results.json")
     parser.add_argument("--out", default=str(ROOT / "bench"))
     args = parser.parse_args()
@@ -253,7 +316,7 @@ def main() -> None:
     earlier = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else {}
     results = {"measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
                "runs": args.runs, "cycles": earlier.get("cycles", []) if "cycle" not in sections else []}
-    for key in ("generator", "bronze", "airflow"):
+    for key in ("generator", "bronze", "silver", "airflow"):
         if key not in sections and key in earlier:
             results[key] = earlier[key]
 
@@ -269,6 +332,10 @@ def main() -> None:
         if args.bronze_volumes and "bronze" in sections:
             print("Bronze against a plain CSV -> Delta copy:", flush=True)
             results["bronze"] = bench_bronze([int(v) for v in args.bronze_volumes.split(",")], args.runs, workdir)
+            save()
+        if args.silver_volumes and "silver" in sections:
+            print("Silver throughput and quality:", flush=True)
+            results["silver"] = bench_silver([int(v) for v in args.silver_volumes.split(",")], args.runs, workdir)
             save()
         if args.generator_volumes and "generator" in sections:
             print("Generator throughput:", flush=True)
