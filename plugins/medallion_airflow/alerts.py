@@ -92,3 +92,86 @@ def alert_unreadable_files(xcom_value: Any, dag_id: str, run_id: str) -> list[st
     log.warning("bronze could not read %d file(s); sending the failed-file alert", len(files))
     send_email(*message)
     return files
+
+
+# --------------------------------------------------------------------------------------------- task failures
+def task_failure_email(context: dict) -> tuple[str, str]:
+    """Subject and body of the task-failure e-mail: ids, try number, the exception's type and the log link.
+
+    The exception's message is left out on purpose (a library's error text could quote a data value); the log
+    holds the job's one-line reason."""
+    ti = context.get("ti") or context.get("task_instance")
+    dag_run = context.get("dag_run")
+    dag_id = getattr(ti, "dag_id", None) or getattr(dag_run, "dag_id", "?")
+    task_id = getattr(ti, "task_id", "?")
+    run_id = getattr(ti, "run_id", None) or getattr(dag_run, "run_id", "?")
+    exc = context.get("exception")
+    kind = type(exc).__name__ if isinstance(exc, BaseException) else (str(exc)[:80] if exc else "unknown")
+    subject = f"[medallion] task failed: {dag_id}.{task_id} (run {run_id})"
+    log_url = getattr(ti, "log_url", None)
+    rows = [("DAG", dag_id), ("task", task_id), ("run", run_id), ("try", getattr(ti, "try_number", None)),
+            ("error type", kind)]
+    cells = "".join(f"<tr><th align='left'>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
+    link = f"<p><a href='{html.escape(log_url)}'>Task log</a> (the job's reason is its last ERROR line).</p>" \
+        if log_url else "<p>The task log holds the job's reason (its last ERROR line).</p>"
+    body = (f"<p>Task <b>{html.escape(task_id)}</b> of <b>{html.escape(dag_id)}</b> failed after its retries.</p>"
+            f"<table border='1' cellpadding='4'>{cells}</table>{link}")
+    return subject, body
+
+
+def task_failure_alert(context: dict) -> None:
+    """on_failure_callback of every medallion task (default_args): e-mail the on-call list."""
+    subject, body = task_failure_email(context)
+    try:
+        send_email(subject, body, context)
+        log.warning("task-failure e-mail sent: %s", subject)
+    except Exception:  # a failing alert must not hide the task's own failure
+        log.exception("could not send the task-failure e-mail %r", subject)
+
+
+# --------------------------------------------------------------------------------------------- data quality
+KIND_TITLES = {"quality_score": "quality score below target", "stale_table": "stale table",
+               "drift": "distribution drift", "reconciliation": "reconciliation mismatch",
+               "volume": "volume outside its band"}
+
+
+def quality_breach_email(summary: dict, dag_id: str, run_id: str) -> tuple[str, str] | None:
+    """Subject and body of the data-quality e-mail, or None unless the monitoring run found a *new* breach.
+
+    A breach stays open while its measure is out of bounds; the e-mail goes out when one appears that the previous
+    monitoring run did not have, and lists every open breach (new and ongoing). Counts, scores, table, column
+    and rule names only."""
+    found = list(summary.get("breaches") or [])
+    new = [b for b in found if b.get("new")]
+    if not new:
+        return None
+    kinds = sorted({KIND_TITLES.get(b["kind"], b["kind"]) for b in new})
+    subject = f"[medallion] data-quality breach: {', '.join(kinds)} ({len(new)} new, monitoring run {run_id})"
+    cells = "".join(
+        f"<tr><td>{html.escape(KIND_TITLES.get(b['kind'], b['kind']))}</td><td>{html.escape(str(b['subject']))}</td>"
+        f"<td>{html.escape(str(b['detail']))}</td><td>{'new' if b.get('new') else 'ongoing'}</td></tr>" for b in found)
+    score, target = summary.get("quality_score"), summary.get("target_score")
+    score_text = "n/a" if score is None else f"{score:.4%}"
+    target_text = "" if target is None else f" (target {target:.2%})"
+    body = (f"<p>Monitoring run <code>{html.escape(run_id)}</code> of <b>{html.escape(dag_id)}</b>: overall quality "
+            f"score {score_text}{target_text}.</p>"
+            f"<table border='1' cellpadding='4'><tr><th>breach</th><th>where</th><th>measured</th><th></th></tr>"
+            f"{cells}</table><p>Figures are in the ops_* tables; the quality dashboard is linked from the Airflow UI "
+            f"(Browse &rarr; Quality dashboard).</p>")
+    return subject, body
+
+
+def alert_quality_breaches(xcom_value: Any, dag_id: str, run_id: str) -> list[str]:
+    """Task body after the monitor job: e-mail when it found a new data-quality breach."""
+    summary = job_summary(xcom_value)
+    if summary is None:
+        log.warning("no monitoring run summary to check")
+        return []
+    message = quality_breach_email(summary, dag_id, run_id)
+    found = [f"{b['kind']}: {b['subject']}" for b in summary.get("breaches") or []]
+    if message is None:
+        log.info("no new data-quality breach (%d open)", len(found))
+        return []
+    log.warning("data-quality breach(es): %s; sending the e-mail", "; ".join(found))
+    send_email(*message)
+    return found

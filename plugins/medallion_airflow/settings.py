@@ -90,3 +90,15 @@ def databricks_settings(env: str | None = None) -> dict[str, Any]:
         "secret_keys": dict(env_cfg.get("secret_keys", {})),
         "hash_salt_env": env_cfg.get("hash_salt_env", "MEDALLION_HASH_SALT"),
     }
+
+
+def sla_minutes(dag_id: str) -> float:
+    """Minutes after a run of `dag_id` is queued by which it must be done (its Deadline Alert's interval).
+
+    `airflow.sla_minutes_override` (env MEDALLION_SLA_MINUTES_OVERRIDE) wins for every DAG — for alert drills and
+    tests; else `airflow.dags.<dag_id>.sla_minutes`, else `airflow.default_sla_minutes`."""
+    af = pipeline_config()["airflow"]
+    override = af.get("sla_minutes_override")
+    if override not in (None, ""):
+        return float(override)
+    return float(af.get("dags", {}).get(dag_id, {}).get("sla_minutes") or af.get("default_sla_minutes", 60))
