@@ -8,7 +8,8 @@
 
 A cycle is what production does every hour: the scheduler creates the generation run of the latest complete
 hour, its landing asset starts bronze, bronze's asset starts silver, silver's starts gold; the cycle then
-triggers the monitoring DAG and prints the row counts it recorded. Re-running a cycle in the same hour clears
+triggers the monitoring DAG and prints the row counts it recorded, where the quality dashboard is and the cycle's
+quality score. Re-running a cycle in the same hour clears
 that hour's generation run, so the same interval is processed again (and lands no row twice).
 """
 from __future__ import annotations
@@ -137,6 +138,54 @@ class Stack:
                 except ProcessLookupError:
                     pass
         self.procs.clear()
+
+
+# --------------------------------------------------------------------------------------------- local mailbox
+class LocalMailbox:
+    """A local SMTP server for the alert e-mails when no `smtp_default` connection is configured: every message is
+    saved as an .eml file under $AIRFLOW_HOME/mail/ (like Mailpit in docker-compose). A user's own
+    AIRFLOW_CONN_SMTP_DEFAULT wins and this is not started."""
+
+    def __init__(self) -> None:
+        self.dir = airflow_home() / "mail"
+        self.controller = None
+
+    def start(self) -> bool:
+        if os.environ.get("AIRFLOW_CONN_SMTP_DEFAULT"):
+            return False
+        import socket
+        from email import message_from_bytes
+
+        from aiosmtpd.controller import Controller
+        self.dir.mkdir(parents=True, exist_ok=True)
+        folder = self.dir
+
+        class Handler:
+            async def handle_DATA(self, server, session, envelope):
+                subject = message_from_bytes(envelope.content)["Subject"] or ""
+                stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+                (folder / f"{stamp}.eml").write_bytes(envelope.content)
+                print(f"  e-mail to {', '.join(envelope.rcpt_tos)}: {subject}", flush=True)
+                return "250 OK"
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=port)
+        self.controller.start()
+        os.environ["AIRFLOW_CONN_SMTP_DEFAULT"] = json.dumps({
+            "conn_type": "smtp", "host": "127.0.0.1", "port": port,
+            "extra": {"disable_tls": True, "disable_ssl": True, "timeout": 10, "retry_limit": 1}})
+        print(f"Alert e-mails go to a local mailbox: {self.dir}", flush=True)
+        return True
+
+    def count(self) -> int:
+        return len(list(self.dir.glob("*.eml"))) if self.dir.is_dir() else 0
+
+    def stop(self) -> None:
+        if self.controller is not None:
+            self.controller.stop()
+            self.controller = None
 
 
 # --------------------------------------------------------------------------------------------- REST API
@@ -365,7 +414,16 @@ def print_report(summaries: dict) -> None:
         print(f"Bronze this cycle: {files} landing file(s), {bronze.get('rows_ingested')} rows, "
               f"{bronze.get('rows_rescued', 0)} with rescued data, "
               f"{len(bronze.get('unreadable_files', []))} unreadable (ops_bronze_files has one row per file)")
+    monitor = summaries["monitor"]
+    score, target = monitor.get("quality_score"), monitor.get("target_score")
+    breaches = monitor.get("breaches") or []
     print(f"Airflow run logs: {airflow_home() / 'logs'}")
+    print(f"Monitoring: {len(breaches)} open data-quality breach(es)"
+          + (": " + "; ".join(f"{b['kind']} {b['subject']}" for b in breaches) if breaches else ""))
+    print(f"Quality dashboard: {monitor.get('dashboard')}  (Airflow UI: http://127.0.0.1:{api_port()}/medallion/dashboard,"
+          " or Browse -> Quality dashboard, while `make up` runs)")
+    print(f"Quality score of this cycle: {'n/a' if score is None else f'{score:.4%}'} "
+          f"(target {'n/a' if target is None else f'{target:.1%}'}; {monitor.get('quality_window', '')})")
 
 
 def main() -> None:
@@ -382,6 +440,8 @@ def main() -> None:
     setup()
     if args.command == "setup":
         return
+    mailbox = LocalMailbox()
+    mailbox.start()
     stack = Stack()
     stack.start()
     try:
@@ -397,6 +457,8 @@ def main() -> None:
         if args.summary_json:
             Path(args.summary_json).write_text(json.dumps(summaries, indent=2, default=str))
         print_report(summaries)
+        if mailbox.controller is not None:
+            print(f"Alert e-mails in the local mailbox: {mailbox.count()} (files under {mailbox.dir})")
     except KeyboardInterrupt:
         pass
     except (RuntimeError, TimeoutError) as exc:
@@ -404,6 +466,7 @@ def main() -> None:
         raise SystemExit(1)
     finally:
         stack.stop()
+        mailbox.stop()
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ def _cycle(env: dict, summary: Path) -> dict:
                           "--summary-json", str(summary)], env=env, capture_output=True, text=True, timeout=1800)
     assert out.returncode == 0, (out.stdout[-3000:], out.stderr[-3000:])
     assert "One hourly cycle done" in out.stdout
+    assert "Quality dashboard: " in out.stdout and "Quality score of this cycle: " in out.stdout
     return json.loads(summary.read_text())
 
 
@@ -51,6 +52,9 @@ def test_hourly_cycle_through_airflow_is_consistent_and_rerunnable(tmp_path, mon
     for entity in ("claims", "medical_events"):
         assert counts[settings.table_name("gold", entity)] == counts[settings.table_name("silver", entity)]
     assert first["silver"]["quality_score"] >= settings.quality["target_score"]
+    monitor = first["monitor"]  # the monitoring run after the cycle: figures stored, dashboard rewritten
+    assert Path(monitor["dashboard"]).is_file() and "Quality score over time" in Path(monitor["dashboard"]).read_text()
+    assert monitor["quality_score"] >= settings.quality["target_score"] and monitor["stale_tables"] == []
 
     # the same hour again: Airflow re-runs the interval and no row lands twice
     second = _cycle(env, tmp_path / "second.json")

@@ -1,0 +1,133 @@
+"""E-mails end to end: a real SMTP server (aiosmtpd) and the real Airflow components (scheduler, dag-processor,
+triggerer, api-server) on SQLite receive one SLA miss (Deadline Alert), one task failure and one data-quality
+breach; the api-server serves the dashboard through the plugin."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import time
+import urllib.error
+import urllib.request
+from email import message_from_bytes
+from pathlib import Path
+
+import pytest
+from aiosmtpd.controller import Controller
+
+ROOT = Path(__file__).resolve().parents[2]
+SLA_SECONDS = 12
+
+
+class _Inbox:
+    def __init__(self):
+        self.messages = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append(message_from_bytes(envelope.content))
+        return "250 OK"
+
+    def subjects(self) -> list[str]:
+        return [m["Subject"].replace("\n", "").replace("\r", "") for m in self.messages]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _low_score_silver_runs(spark, settings) -> None:
+    """Silver's run figures with a score below target, so the monitoring run finds a quality breach."""
+    from pyspark.sql.types import (DoubleType, LongType, MapType, StringType, StructField, StructType,
+                                   TimestampType)
+    from datetime import datetime, timezone
+
+    from medallion.lakehouse import Lakehouse
+    from medallion.monitor import ensure_ops_table
+    schema = StructType([StructField(n, t) for n, t in [
+        ("run_id", StringType()), ("entity", StringType()), ("processed_at", TimestampType()),
+        ("rows_in", LongType()), ("valid", LongType()), ("quarantined", LongType()), ("exact_duplicates", LongType()),
+        ("held", LongType()), ("released", LongType()), ("expired_to_quarantine", LongType()),
+        ("quarantined_by_rule", MapType(StringType(), LongType())), ("quality_score", DoubleType()),
+        ("target_score", DoubleType())]])
+    lake, table = Lakehouse(spark, settings), settings.raw["tables"]["ops"]["silver_runs"]
+    ensure_ops_table(lake, table, schema)
+    lake.append(spark.createDataFrame([("s1", "claims", datetime.now(timezone.utc), 100, 90, 10, 0, 0, 0, 0,
+                                        {"valid_claim_amount": 10}, 0.9, 0.995)], schema), table)
+
+
+@pytest.mark.slow
+def test_sla_miss_task_failure_and_quality_breach_emails_through_real_airflow(tmp_path, monkeypatch, spark):
+    inbox, smtp_port = _Inbox(), _free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=smtp_port)
+    controller.start()
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    (dags / "medallion_monitor.py").symlink_to(ROOT / "dags" / "medallion_monitor.py")
+    (dags / "medallion_alert_drill.py").symlink_to(ROOT / "tests" / "e2e" / "alert_dags" / "medallion_alert_drill.py")
+    lake = tmp_path / "lakehouse"
+    for key, value in {
+        "AIRFLOW_HOME": str(tmp_path / "airflow"), "MEDALLION_AIRFLOW_PORT": str(_free_port()),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags), "MEDALLION_LAKEHOUSE": str(lake),
+        "MEDALLION_SLA_MINUTES_OVERRIDE": str(SLA_SECONDS / 60), "MEDALLION_DRILL_SECONDS": str(SLA_SECONDS * 3),
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+        "AIRFLOW_CONN_SMTP_DEFAULT": json.dumps({"conn_type": "smtp", "host": "127.0.0.1", "port": smtp_port,
+                                                 "extra": {"disable_tls": True, "disable_ssl": True,
+                                                           "timeout": 10, "retry_limit": 1}}),
+    }.items():
+        monkeypatch.setenv(key, value)
+    from medallion.config import load_settings
+    _low_score_silver_runs(spark, load_settings())
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import airflow_local
+    airflow_local.setup()
+    stack = airflow_local.Stack()
+    stack.start()
+    try:
+        api = airflow_local.Api()
+        api.wait_healthy(stack)
+        api.wait_dags(stack, ["medallion_alert_drill", "medallion_monitor"])
+        runs = {}
+        for dag_id in ("medallion_alert_drill", "medallion_monitor"):
+            api.patch(f"/api/v2/dags/{dag_id}", {"is_paused": False})
+            runs[dag_id] = api.post(f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None})["dag_run_id"]
+        drill, monitor = runs["medallion_alert_drill"], runs["medallion_monitor"]
+        expected = {
+            "sla": f"[medallion] SLA missed: medallion_alert_drill run {drill} not done",
+            "failure": f"[medallion] task failed: medallion_alert_drill.fail (run {drill})",
+            "quality": "[medallion] data-quality breach: ",
+        }
+
+        def arrived():
+            subjects = inbox.subjects()
+            found = {k: [s for s in subjects if s.startswith(prefix)] for k, prefix in expected.items()}
+            return found if all(found.values()) else None
+
+        found = airflow_local.wait_for(f"the three e-mails (have: {inbox.subjects()})", arrived, stack, 420, poll=2)
+        assert len(found["sla"]) == 1 and len(found["failure"]) == 1
+        (quality,) = found["quality"]
+        assert "quality score below target" in quality and monitor in quality
+        body = next(m for m in inbox.messages if m["Subject"].startswith(expected["quality"])).get_payload()
+        text = (body[0] if isinstance(body, list) else inbox.messages[0]).get_payload(decode=True).decode()
+        assert "claims" in text and "90.0000%" in text  # names and scores only
+        for message in inbox.messages:
+            assert message["To"] == "oncall@example.com"
+
+        # the dashboard the monitoring run wrote, through the plugin on the real api-server (signed-in users only)
+        req = urllib.request.Request(api.base + "/medallion/dashboard")
+        with pytest.raises(urllib.error.HTTPError) as denied:
+            urllib.request.urlopen(req, timeout=30)
+        assert denied.value.code == 401
+        req.add_header("Authorization", f"Bearer {api.token()}")
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            page = resp.read().decode()
+        assert "Quality score over time" in page and monitor in page
+        plugins = api.get("/api/v2/plugins")["plugins"]
+        (plugin,) = [p for p in plugins if p["name"] == "medallion_dashboard"]
+        assert plugin["external_views"][0]["href"] == "/medallion/dashboard"
+    finally:
+        stack.stop()
+        controller.stop()
