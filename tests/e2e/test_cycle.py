@@ -54,7 +54,8 @@ def test_hourly_cycle_through_airflow_is_consistent_and_rerunnable(tmp_path, mon
     assert first["silver"]["quality_score"] >= settings.quality["target_score"]
     monitor = first["monitor"]  # the monitoring run after the cycle: figures stored, dashboard rewritten
     assert Path(monitor["dashboard"]).is_file() and "Quality score over time" in Path(monitor["dashboard"]).read_text()
-    assert monitor["quality_score"] >= settings.quality["target_score"] and monitor["stale_tables"] == []
+    assert monitor["quality"]["overall"]["total_score"] >= settings.quality["target_score"]
+    assert monitor["stale_tables"] == [] and monitor["reconciliation"]["patients"] is not False
 
     # the same hour again: Airflow re-runs the interval and no row lands twice
     second = _cycle(env, tmp_path / "second.json")
