@@ -65,6 +65,7 @@ def history(tmp_path_factory, spark):
         os.environ["MEDALLION_LAKEHOUSE"] = old
 
 
+@pytest.mark.slow  # its fixture runs the monitoring job three times
 def test_the_page_holds_every_chart_with_data_and_no_patient_data(history):
     summary = history[-1]
     page = Path(summary["dashboard"]).read_text()
