@@ -279,6 +279,7 @@ def render(data: dict) -> str:
     for r in sorted(data.get("drift_history", []), key=lambda r: r["t"]):
         if r["psi"] is not None:
             drift_series.setdefault(r["column_name"], []).append((float(r["t"]), float(r["psi"])))
+    drift_series = dict(sorted(drift_series.items()))  # stable colours from run to run
     drift_svg = line_chart("drift", drift_series, [(data["psi_warn"], f"warn {data['psi_warn']}", AMBER),
                                                    (data["psi_alert"], f"alert {data['psi_alert']}", RED)], "PSI")
     latest_drift = {r["column_name"]: r for r in data.get("drift", [])}
