@@ -97,11 +97,22 @@ class Lakehouse:
         builder = builder.addColumns(schema)
         if partition_by:
             builder = builder.partitionedBy(*partition_by)
+        cluster_by = self.clustering(table)
+        if cluster_by:
+            builder = builder.clusterBy(*cluster_by)
         for key, value in props.items():
             builder = builder.property(key, value)
         builder.execute()
         for statement in governance.unity_catalog_statements(self.settings, table, self.ref(table)):
             self.spark.sql(statement)  # PHI tags and gold-only grants (Databricks)
+
+    def clustering(self, table: str) -> list[str]:
+        """The liquid-clustering keys configured for a table (include/pipeline.yaml -> clustering)."""
+        for layer, entities in (self.settings.raw.get("clustering") or {}).items():
+            for entity, columns in entities.items():
+                if self.settings.table_name(layer, entity) == table:
+                    return list(columns)
+        return []
 
     def append(self, df: DataFrame, table: str, txn: tuple[str, int] | None = None) -> None:
         """Append rows; with `txn=(app_id, version)` Delta skips a write it has already committed (exactly once)."""

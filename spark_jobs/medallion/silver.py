@@ -18,6 +18,7 @@ from .cli import JobContext, entities_argument, entry, selected_entities
 from .config import ConfigError
 from .rules import failed_rules
 from .schemas import RESCUED, landing_columns, source_schema
+from .soda_checks import raise_for_failures, run_scans
 
 ARRIVAL_ORDER = ["_ingested_at", "_source_file"]  # later arrival wins
 
@@ -370,9 +371,15 @@ def run(ctx: JobContext) -> dict:
     valid = sum(r["valid"] + r["released"] for r in results.values())
     bad = sum(r["quarantined"] + r["expired_to_quarantine"] for r in results.values())
     runs_table = record_run(ctx, results)
-    return {"entities": results, "quality_score": score(valid, bad), "runs_table": runs_table,
-            "held_rows": {e: ctx.lakehouse.count(ctx.settings.table_name("held", e)) for e in results if e != "patients"},
-            "target_score": ctx.settings.quality["target_score"]}
+    summary = {"entities": results, "quality_score": score(valid, bad), "runs_table": runs_table,
+               "held_rows": {e: ctx.lakehouse.count(ctx.settings.table_name("held", e)) for e in results
+                             if e != "patients"},
+               "target_score": ctx.settings.quality["target_score"]}
+    # Soda checks on what this run wrote: every result goes to ops_soda_checks; a failed fail-level check fails
+    # the job (and so the Airflow task) with a one-line reason, a warn-level one only reports
+    summary["soda"] = run_scans(ctx.spark, ctx.lakehouse, ctx.settings, ctx.run_id, list(results))
+    raise_for_failures(summary["soda"])
+    return summary
 
 
 add_arguments = entities_argument

@@ -247,10 +247,13 @@ def _results(scan, tables: list[str]) -> list[CheckResult]:
         d = check.get_dict()
         outcome = d.get("outcome")
         value, text = _measured(d) if outcome else (None, None)
+        level = _level(check.check_cfg.source_configurations)
+        if level == "warn" and outcome == "fail":  # e.g. the freshness of an empty table: a warn check only warns
+            outcome = "warn"
         results.append(CheckResult(
             table_name=d.get("table") or "-", check_name=str(d.get("name")), column_name=d.get("column"),
             outcome=outcome if outcome in ("pass", "warn", "fail") else "error",
-            level=_level(check.check_cfg.source_configurations), measured_value=value, measured_text=text,
+            level=level, measured_value=value, measured_text=text,
             definition=d.get("definition"), check_identity=d.get("identity")))
     found = {r.table_name for r in results}
     for table in tables:  # a file whose checks Soda could not parse must not pass silently

@@ -42,6 +42,10 @@ def test_cycle_is_consistent_and_rerunning_lands_nothing_twice(run_job, spark, s
         orphans = _table(spark, settings, "silver", entity).join(patients, "patient_id", "left_anti").count()
         assert orphans == 0
     dim = _table(spark, settings, "gold", "patients")
+    lake = Lakehouse(spark, settings)
+    for entity, keys in settings.raw["clustering"]["gold"].items():  # clustering keys from config
+        detail = lake.delta(settings.table_name("gold", entity)).detail().first()
+        assert list(detail["clusteringColumns"]) == keys and detail["properties"]["quality"] == "gold"
     for entity in ("claims", "medical_events"):
         fact = _table(spark, settings, "gold", entity)
         assert fact.filter("patient_key IS NULL").count() == 0
