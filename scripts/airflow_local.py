@@ -279,6 +279,15 @@ def wait_for(description: str, predicate, stack: Stack, timeout: float, poll: fl
     raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {description}")
 
 
+def task_end(api: Api, dag_id: str, run: dict) -> datetime:
+    """When the job task of a finished run ended (its run's end when the task cannot be read)."""
+    for ti in api.get(f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run['dag_run_id'], safe='')}/"
+                      "taskInstances").get("task_instances", []):
+        if ti["task_id"] == dag_id.removeprefix("medallion_") and ti.get("end_date"):
+            return _parse(ti["end_date"])
+    return _parse(run["end_date"])
+
+
 def task_failure_reason(api: Api, dag_id: str, run_id: str) -> str:
     tis = api.get(f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}/taskInstances")
     failed = [t["task_id"] for t in tis.get("task_instances", []) if t.get("state") not in ("success",)]
@@ -331,7 +340,9 @@ def run_cycle(api: Api, stack: Stack, timeout: float) -> dict:
             if not any(_parse(r["queued_at"]) >= prev_end for r in runs):
                 return None
             out[dag_id] = runs
-            prev_end = max(_parse(r["end_date"]) for r in runs) - timedelta(seconds=1)
+            # the asset event that queues the next layer is emitted when the job *task* ends; the run's own end_date
+            # comes later (by however long the scheduler takes to mark it), so compare with the task's end
+            prev_end = max(task_end(api, dag_id, r) for r in runs) - timedelta(seconds=1)
         return out
 
     runs_by_dag = wait_for("bronze, silver and gold to settle", settled, stack, timeout)
