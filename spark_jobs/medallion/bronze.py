@@ -16,6 +16,7 @@ none is missed. Files that cannot be read are recorded as `unreadable` and do no
 """
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
 import io
@@ -202,16 +203,21 @@ def read_by_name(spark, path: str, header: list[str], entity: str) -> DataFrame:
                       F.col("_metadata.file_modification_time").alias("_source_modified_at"))
 
 
-def has_quote(path: str) -> bool:
-    """Whether a file holds a double quote at all: only then can a field span lines (memchr-speed scan)."""
+def scan_bytes(path: str) -> tuple[bool, bool]:
+    """One pass over a file's bytes (C speed): (holds a double quote -- only then can a field span lines,
+    is valid UTF-8 -- only otherwise can a value hold a replacement character)."""
+    quote, decoder = False, codecs.getincrementaldecoder("utf-8")("strict")
     try:
         with (gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")) as fh:
             while chunk := fh.read(1 << 22):
-                if b'"' in chunk:
-                    return True
+                quote = quote or b'"' in chunk
+                decoder.decode(chunk)
+            decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return True, False  # read it the careful way, and flag what did not decode
     except (OSError, EOFError, zlib.error):
-        return False
-    return False
+        return False, True
+    return quote, True
 
 
 def read_multiline(spark, path: str, entity: str) -> DataFrame:
@@ -231,6 +237,9 @@ def path_variants(paths) -> list[str]:
 
 def file_metrics(files) -> list:
     """Aggregates for `DataFrame.observe`: rows and rows with rescued data, per file of the batch."""
+    files = list(files)
+    if len(files) == 1:  # the usual hourly batch: no per-row file test needed
+        return [F.count(F.lit(1)).alias("rows_0"), F.count(RESCUED).alias("rescued_0")]
     metrics = []
     for i, path in enumerate(files):
         mine = F.col("_source_file").isin(path_variants([path]))
@@ -239,25 +248,30 @@ def file_metrics(files) -> list:
     return metrics
 
 
-def align_files(spark, batch: DataFrame, entity: str, files: dict[str, int | None]) -> DataFrame:
+def align_files(spark, batch: DataFrame, entity: str, files: dict[str, int | None]) -> tuple[DataFrame, bool]:
     """The local source reads files line by line and by position (fast, splittable). Files it would get wrong are
     read again on their own: a header other than the expected one -> by column name; a double quote somewhere
-    (a quoted field may hold a newline) -> with multi-line records."""
+    (a quoted field may hold a newline) -> with multi-line records. Also says whether any file is not valid UTF-8."""
     expected = landing_columns(entity)
     reread: dict[str, DataFrame] = {}
+    any_invalid = False
     for path in files:
         header = read_header(path)
-        if header is not None and header != expected:
+        if header is None:
+            continue
+        quote, valid = scan_bytes(path)
+        any_invalid = any_invalid or not valid
+        if header != expected:
             reread[path] = read_by_name(spark, path, header, entity)
-        elif header is not None and has_quote(path):
+        elif quote:
             reread[path] = read_multiline(spark, path, entity)
     if not reread:
-        return batch
+        return batch, any_invalid
     log.info("%s: %d file(s) read again on their own (other header, or quoted fields)", entity, len(reread))
     keep = batch.where(~F.col("_source_file").isin(path_variants(reread)))
     for df in reread.values():
         keep = keep.unionByName(df)
-    return keep
+    return keep, any_invalid
 
 
 def flag_invalid_encoding(df: DataFrame, entity: str) -> DataFrame:
@@ -309,10 +323,13 @@ class BronzeSink:
         lake = self.ctx.lakehouse
         local = self.ctx.settings.is_local
         listed = batch_files_from_log(self.checkpoint, batch_id) if local else {}
+        invalid_utf8 = True  # Auto Loader: check every row
         if local:
-            batch = align_files(spark, batch, self.entity, listed)
+            batch, invalid_utf8 = align_files(spark, batch, self.entity, listed)
+        if invalid_utf8:
+            batch = flag_invalid_encoding(batch, self.entity)
         columns = [f.name for f in bronze_table_schema(self.entity).fields]
-        rows = with_metadata(self.ctx, flag_invalid_encoding(batch, self.entity)).select(*columns)
+        rows = with_metadata(self.ctx, batch).select(*columns)
         started = time.perf_counter()
         observation = None
         if 0 < len(listed) <= OBSERVE_MAX_FILES:  # per-file figures counted while writing: no second pass
