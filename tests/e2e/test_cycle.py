@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,12 @@ from medallion.lakehouse import Lakehouse
 
 ROOT = Path(__file__).resolve().parents[2]
 PATIENTS = 150
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def _cycle(env: dict, summary: Path) -> dict:
@@ -30,7 +37,7 @@ def _cycle(env: dict, summary: Path) -> dict:
 def test_hourly_cycle_through_airflow_is_consistent_and_rerunnable(tmp_path, monkeypatch, spark):
     lake_root = tmp_path / "lakehouse"
     env = dict(os.environ, AIRFLOW_HOME=str(tmp_path / "airflow"), MEDALLION_LAKEHOUSE=str(lake_root),
-               MEDALLION_PATIENTS_PER_BATCH=str(PATIENTS), MEDALLION_AIRFLOW_PORT="8791")
+               MEDALLION_PATIENTS_PER_BATCH=str(PATIENTS), MEDALLION_AIRFLOW_PORT=str(_free_port()))
     first = _cycle(env, tmp_path / "first.json")
     landed = first["generate"]["rows"]  # clean rows + the injected defects (default rate)
     assert first["generate"]["clean_rows"]["patients"] == PATIENTS
