@@ -140,8 +140,10 @@ def add_arguments(parser) -> None:
 def run(ctx: JobContext) -> dict:
     lake = ctx.lakehouse
     settings = ctx.settings
-    if not lake.exists(settings.table_name("silver", "patients")):
-        return {"note": "silver tables do not exist yet; nothing to build"}
+    missing = [settings.table_name("silver", e) for e in ("patients", "claims", "medical_events")
+               if not lake.exists(settings.table_name("silver", e))]
+    if missing:  # e.g. the hourly safety-net run while silver's first run is still creating its tables
+        return {"note": f"silver tables do not exist yet ({', '.join(missing)}); nothing to build"}
     if ctx.args.full_refresh == "true":
         for entity in ("patients", "claims", "medical_events"):
             lake.drop(settings.table_name("gold", entity))
