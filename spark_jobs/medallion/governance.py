@@ -45,6 +45,15 @@ def table_key_of(settings_or_cfg: Settings | Mapping[str, Any], table: str) -> s
     raise ConfigError(f"table {table!r} is not in the tables section of the config")
 
 
+def is_configured(settings_or_cfg: Settings | Mapping[str, Any], table: str) -> bool:
+    """Whether a table is one of the pipeline's (`tables` section); scratch tables carry no governance."""
+    try:
+        table_key_of(settings_or_cfg, table)
+    except ConfigError:
+        return False
+    return True
+
+
 def phi_columns(settings_or_cfg: Settings | Mapping[str, Any], table_key: str) -> dict[str, str]:
     """Column -> kind of PHI for one table (empty for tables without PHI, such as ops tables)."""
     gov = _raw(settings_or_cfg).get("governance", {})

@@ -88,7 +88,8 @@ class Lakehouse:
             return
         props = {"delta.enableChangeDataFeed": "true", "quality": LAYER_PROPERTY[layer]}
         props.update(properties or {})
-        comments = governance.phi_comments(self.settings, table)  # PHI columns carry a comment saying so
+        governed = governance.is_configured(self.settings, table)
+        comments = governance.phi_comments(self.settings, table) if governed else {}  # PHI columns say so
         schema = StructType([StructField(f.name, f.dataType, f.nullable, {**f.metadata, "comment": comments[f.name]})
                              if f.name in comments else f for f in schema.fields])
         builder = DeltaTable.createIfNotExists(self.spark)
@@ -103,7 +104,8 @@ class Lakehouse:
         for key, value in props.items():
             builder = builder.property(key, value)
         builder.execute()
-        for statement in governance.unity_catalog_statements(self.settings, table, self.ref(table)):
+        for statement in (governance.unity_catalog_statements(self.settings, table, self.ref(table))
+                          if governed else []):
             self.spark.sql(statement)  # PHI tags and gold-only grants (Databricks)
 
     def clustering(self, table: str) -> list[str]:

@@ -25,7 +25,9 @@ COLUMNS = {
 }
 # lineage as silver writes it, plus the `_confidence` column silver is gaining (no check may require it)
 TAIL = "_source_file string, _ingested_at timestamp, _run_id string, _confidence double, _processed_at timestamp"
-NOW = datetime.now(timezone.utc).replace(tzinfo=None)
+def now() -> datetime:
+    """The current time (read when a test runs: the suite may run long after this module was collected)."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
 def tok(name: str) -> str:
@@ -62,8 +64,9 @@ def lake(spark, settings):
     return Lakehouse(spark, settings)
 
 
-def write_silver(spark, lake, settings, data: dict, processed_at: datetime = NOW) -> None:
+def write_silver(spark, lake, settings, data: dict, processed_at: datetime | None = None) -> None:
     """Create the silver tables of `data` (entity -> rows) with silver's columns and append the rows."""
+    processed_at = processed_at or now()
     for entity, rows in data.items():
         table = settings.table_name("silver", entity)
         lineage = (f"bronze/{entity}.csv", processed_at - timedelta(minutes=5), "scheduled__test", 1.0, processed_at)
@@ -224,7 +227,7 @@ def test_a_duplicate_key_fails_the_task_with_a_one_line_reason(spark, lake, sett
 
 
 def test_stale_and_small_tables_only_warn(spark, lake, settings):
-    write_silver(spark, lake, settings, CLEAN, processed_at=NOW - timedelta(hours=9))
+    write_silver(spark, lake, settings, CLEAN, processed_at=now() - timedelta(hours=9))
     settings.raw["soda"]["min_rows_warn"] = 100
     summary = soda_checks.run_scans(spark, lake, settings, "run-warn", ENTITIES)
     assert summary["failed"] == summary["errors"] == 0 and summary["warned"] == 6, summary
