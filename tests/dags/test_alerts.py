@@ -1,42 +1,7 @@
 """The failed-file alert: an e-mail through the smtp connection when bronze met an unreadable landing file."""
 from __future__ import annotations
 
-import json
-import socket
-from email import message_from_bytes
-
-import pytest
-from aiosmtpd.controller import Controller
-
 from medallion_airflow import alerts
-
-
-class _Inbox:
-    def __init__(self):
-        self.messages = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.messages.append((envelope.rcpt_tos, message_from_bytes(envelope.content)))
-        return "250 OK"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def inbox(monkeypatch):
-    box = _Inbox()
-    port = _free_port()
-    controller = Controller(box, hostname="127.0.0.1", port=port)
-    controller.start()
-    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", json.dumps({
-        "conn_type": "smtp", "host": "127.0.0.1", "port": port,
-        "extra": {"disable_tls": True, "disable_ssl": True, "timeout": 10, "retry_limit": 1}}))
-    yield box
-    controller.stop()
 
 
 def _summary(*files):

@@ -9,42 +9,19 @@ import inspect
 import json
 import socket
 from datetime import datetime, timedelta, timezone
-from email import message_from_bytes
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from medallion_airflow import alerts, deadlines, settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-class _Inbox:
-    def __init__(self):
-        self.messages = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.messages.append((envelope.rcpt_tos, message_from_bytes(envelope.content)))
-        return "250 OK"
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-@pytest.fixture
-def inbox(monkeypatch):
-    box, port = _Inbox(), _free_port()
-    controller = Controller(box, hostname="127.0.0.1", port=port)
-    controller.start()
-    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", json.dumps({
-        "conn_type": "smtp", "host": "127.0.0.1", "port": port,
-        "extra": {"disable_tls": True, "disable_ssl": True, "timeout": 10, "retry_limit": 1}}))
-    yield box
-    controller.stop()
 
 
 def _body(message) -> str:
