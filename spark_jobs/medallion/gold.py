@@ -10,6 +10,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
+from . import views
 from .cli import JobContext, entry
 
 TRACKED = ["first_name_token", "last_name_token", "age", "sex", "region", "bmi", "smoker", "children", "charges",
@@ -178,15 +179,20 @@ def run(ctx: JobContext) -> dict:
     # patients whose history was re-cut this run: their facts may now point at another version
     if dim_version_after > dim_version_before:
         touched = lake.read_changes(dim_name, dim_version_before + 1, dim_version_after)
-        touched_ids = (touched.filter(F.col("_change_type").isin("update_postimage", "delete"))
-                       .select("patient_id").distinct())
+        # a re-cut interval (update / delete), or a version inserted *before* the current one (out of order: the
+        # rows after it may keep their interval, yet facts dated earlier than them now belong to the new one)
+        recut = F.col("_change_type").isin("update_postimage", "delete") | \
+            ((F.col("_change_type") == "insert") & ~F.col("is_current"))
+        touched_ids = touched.filter(recut).select("patient_id").distinct()
         for entity in FACTS:
             silver_rows = lake.read(settings.table_name("silver", entity)).join(touched_ids, "patient_id",
                                                                                "left_semi")
             merge_facts(ctx, entity, silver_rows)
 
+    metric_views = views.register(lake)  # pre-aggregated metrics over the star schema (persistent on Databricks)
     counts = {t: lake.count(settings.table_name("gold", t)) for t in ("patients", "claims", "medical_events")}
     return {"tables": {lake.display_name(settings.table_name("gold", t)): n for t, n in counts.items()},
+            "views": metric_views,
             "dim_versions": [dim_version_before, dim_version_after], "full_refresh": ctx.args.full_refresh == "true"}
 
 

@@ -1,0 +1,177 @@
+"""Gold against independently computed truth: SCD2 history, point-in-time fact keys and the metric views."""
+from __future__ import annotations
+
+import csv
+from collections import defaultdict
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from pyspark.sql import functions as F
+
+from medallion import views
+from medallion.lakehouse import Lakehouse
+
+PATIENT_HEADER = ("patient_id,first_name,last_name,age,sex,region,bmi,smoker,children,charges,insurance_plan,"
+                  "coverage_start_date,timestamp\n")
+CLAIM_HEADER = "claim_id,patient_id,claim_amount,claim_date,diagnosis_code,procedure_code,claim_status\n"
+# the attributes whose change makes a new dim version (names compared in clear here, tokens in gold)
+TRACKED = ["first_name", "last_name", "age", "sex", "region", "bmi", "smoker", "children", "charges",
+           "insurance_plan", "coverage_start_date"]
+
+
+def _table(spark, settings, layer, entity):
+    return Lakehouse(spark, settings).read(settings.table_name(layer, entity))
+
+
+def _land(settings, tag: str, entity: str, text: str) -> None:
+    folder = Path(settings.location("landing")) / tag
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / settings.landing_file(entity)).write_text(text, encoding="utf-8")
+
+
+def _patient(ts: str, bmi: float) -> str:
+    return f"P0000007,Ann,Lee,40,FEMALE,SOUTHWEST,{bmi},false,1,9000.5,GOLD,2025-01-01,{ts}\n"
+
+
+def _cycle(run_job):
+    run_job("bronze"), run_job("silver"), run_job("gold")
+
+
+def test_an_out_of_order_version_is_cut_into_its_place_and_facts_follow(run_job, spark, settings):
+    _land(settings, "2026-11-20T0500Z", "patients", PATIENT_HEADER + _patient("2026-11-01 05:00:00", 25.0)
+          + _patient("2026-11-20 05:00:00", 31.0))
+    _land(settings, "2026-11-20T0500Z", "claims", CLAIM_HEADER + "C0000001,P0000007,100,2026-11-05,I10,99213,PAID\n"
+          + "C0000002,P0000007,80,2026-11-12,I10,99213,DENIED\n" + "C0000003,P0000007,60,2026-11-21,I10,99213,PAID\n"
+          + "C0000004,P0000007,40,2026-10-01,I10,99213,PAID\n")  # dated before every version: gets the first
+    _cycle(run_job)
+    # a week later, a version stamped 2026-11-10 arrives — between the two known ones —, one stamped 2026-10-15 —
+    # before all of them: no known interval changes, yet the claim of 10-01 now belongs to it — and an identical re-send
+    _land(settings, "2026-11-27T0500Z", "patients", PATIENT_HEADER + _patient("2026-11-10 05:00:00", 28.0))
+    _land(settings, "2026-11-27T0530Z", "patients", PATIENT_HEADER + _patient("2026-10-15 05:00:00", 22.0))
+    _land(settings, "2026-11-27T0600Z", "patients", PATIENT_HEADER + _patient("2026-11-20 05:00:00", 31.0))
+    _cycle(run_job)
+
+    dim = sorted(_table(spark, settings, "gold", "patients").collect(), key=lambda r: r.effective_from)
+    assert [(r.bmi, str(r.effective_from), str(r.effective_to), r.is_current) for r in dim] == [
+        (22.0, "2026-10-15 05:00:00", "2026-11-01 05:00:00", False),
+        (25.0, "2026-11-01 05:00:00", "2026-11-10 05:00:00", False),
+        (28.0, "2026-11-10 05:00:00", "2026-11-20 05:00:00", False),
+        (31.0, "2026-11-20 05:00:00", "None", True)]
+    keys = {r.bmi: r.patient_key for r in dim}
+    facts = {r.claim_id: r.patient_key for r in _table(spark, settings, "gold", "claims").collect()}
+    # the claim of 11-12 was on the first version; after the re-cut it belongs to the late one
+    assert facts == {"C0000001": keys[25.0], "C0000002": keys[28.0], "C0000003": keys[31.0], "C0000004": keys[22.0]}
+    # the dim's change feed shows the re-cut: the first interval closed earlier, one version inserted
+    lake = Lakehouse(spark, settings)
+    dim_name = settings.table_name("gold", "patients")
+    changes = lake.read_changes(dim_name, 0, lake.version(dim_name))
+    assert changes.filter("_change_type = 'update_postimage' AND bmi = 25.0").count() == 1
+
+
+def _read_csv(path: Path) -> list[dict]:
+    with path.open(encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _expected_history(landing: Path) -> dict[str, list[dict]]:
+    """SCD2 intervals per patient from the landing files alone: versions by timestamp, consecutive identical
+    versions collapsed, each interval ending where the next begins."""
+    versions = defaultdict(dict)
+    for path in sorted(landing.glob("*/patients.csv")):  # folders sort by interval: later arrivals overwrite
+        for row in _read_csv(path):
+            versions[row["patient_id"]][row["timestamp"]] = row
+    history = {}
+    for pid, by_ts in versions.items():
+        rows = [by_ts[ts] for ts in sorted(by_ts)]
+        kept = [r for i, r in enumerate(rows) if i == 0 or [r[c] for c in TRACKED] != [rows[i - 1][c] for c in TRACKED]]
+        history[pid] = [{"from": r["timestamp"], "to": nxt["timestamp"] if nxt else None,
+                         "bmi": float(r["bmi"]), "region": r["region"], "smoker": r["smoker"] == "true",
+                         "insurance_plan": r["insurance_plan"], "children": int(r["children"])}
+                        for r, nxt in zip(kept, kept[1:] + [None])]
+    return history
+
+
+def _late_arrivals(landing: Path) -> int:
+    newest, late = {}, 0
+    for path in sorted(landing.glob("*/patients.csv")):
+        rows = _read_csv(path)
+        late += sum(1 for r in rows if r["timestamp"] < newest.get(r["patient_id"], ""))
+        for r in rows:
+            newest[r["patient_id"]] = max(newest.get(r["patient_id"], ""), r["timestamp"])
+    return late
+
+
+def _valid_at(intervals: list[dict], day: str) -> str:
+    """The version valid at the end of `day` (the first version for a day before it)."""
+    day_end = (date.fromisoformat(day) + timedelta(days=1)).isoformat() + " 00:00:00"
+    valid = [iv for iv in intervals if iv["from"] < day_end]
+    return (valid[-1] if valid else intervals[0])["from"]
+
+
+@pytest.mark.slow
+def test_gold_matches_the_generators_ground_truth_over_several_hours(run_job, spark, settings):
+    hours = ["2026-11-27T01:00:00Z", "2026-11-27T02:00:00Z", "2026-11-27T03:00:00Z"]
+    for start in hours:
+        run_job("generate", "--interval-start", start, "--patients", "150", "--defect-rate", "0",
+                "--update-share", "0.25")
+        _cycle(run_job)
+    landing = Path(settings.location("landing"))
+    truth = _expected_history(landing)
+
+    dim = _table(spark, settings, "gold", "patients").collect()
+    got = defaultdict(list)
+    for r in sorted(dim, key=lambda r: (r.patient_id, r.effective_from)):
+        got[r.patient_id].append({"from": str(r.effective_from), "to": str(r.effective_to) if r.effective_to else None,
+                                  "bmi": r.bmi, "region": r.region, "smoker": r.smoker,
+                                  "insurance_plan": r.insurance_plan, "children": r.children})
+    assert sum(len(v) > 1 for v in truth.values()) > 50  # real history: many patients have several versions
+    assert _late_arrivals(landing) > 0  # some versions arrived after a newer one of the same patient
+    assert dict(got) == truth
+    assert all(sum(r.is_current for r in dim if r.patient_id == pid) == 1 for pid in truth)
+
+    # every fact carries the key of the version valid at its date; a claim has the status it was last sent with
+    key_of = {r.patient_key: (r.patient_id, str(r.effective_from)) for r in dim}
+    claims = {}
+    for path in sorted(landing.glob("*/claims.csv")):
+        for row in _read_csv(path):
+            claims[row["claim_id"]] = {**row, "claim_status": row["claim_status"].strip().upper()}  # case-folded
+    facts = _table(spark, settings, "gold", "claims").collect()
+    assert len(facts) == len(claims) > 1000
+    for f in facts:
+        c = claims[f.claim_id]
+        assert key_of[f.patient_key] == (c["patient_id"], _valid_at(truth[c["patient_id"]], c["claim_date"])), \
+            f.claim_id
+        assert f.claim_status == c["claim_status"] and f.is_denied == (c["claim_status"] == "DENIED")
+    events = {}
+    for path in sorted(landing.glob("*/medical_events.csv")):
+        for row in _read_csv(path):
+            events[row["event_id"]] = row
+    event_facts = _table(spark, settings, "gold", "medical_events").collect()
+    assert len(event_facts) == len(events)
+    for f in event_facts:
+        e = events[f.event_id]
+        assert key_of[f.patient_key] == (e["patient_id"], _valid_at(truth[e["patient_id"]], e["event_date"]))
+
+    # the metric views agree with the landing files
+    lake = Lakehouse(spark, settings)
+    views.register(lake)
+    monthly = {r.claim_month: r for r in views.read(lake, "gold_claims_monthly").collect()}
+    by_month = defaultdict(list)
+    for c in claims.values():
+        by_month[c["claim_date"][:7]].append(c)
+    assert set(monthly) == set(by_month)
+    for month, rows in by_month.items():
+        m = monthly[month]
+        assert m.claims == len(rows)
+        assert m.claimed_amount == pytest.approx(sum(float(c["claim_amount"]) for c in rows), abs=0.011)
+        assert m.denial_rate == round(sum(c["claim_status"] == "DENIED" for c in rows) / len(rows), 4)
+        assert m.approval_rate == round(sum(c["claim_status"] in ("APPROVED", "PAID") for c in rows) / len(rows), 4)
+    per_patient = {r.patient_id: r for r in views.read(lake, "gold_patient_metrics").collect()}
+    assert set(per_patient) == set(truth)
+    n_claims = defaultdict(int)
+    for c in claims.values():
+        n_claims[c["patient_id"]] += 1
+    assert all(per_patient[pid].claims == n_claims.get(pid, 0) for pid in truth)
+    plan = views.read(lake, "gold_claims_by_plan_month")
+    assert plan.agg(F.sum("claims")).first()[0] == len(claims)
