@@ -144,3 +144,21 @@ def test_each_databricks_environment_names_its_own_scope_and_keys(cfg):
             continue
         assert env_cfg["secret_scope"] == f"medallion-{env}"
         assert set(env_cfg["secret_keys"]) == {"hash_salt", "smtp_password"}
+
+
+def test_gold_metric_views_are_unity_catalog_views_analysts_may_read(monkeypatch):
+    from medallion import views
+    from medallion.lakehouse import Lakehouse
+    monkeypatch.setenv("MEDALLION_ANALYSTS_GROUP", "claims-analysts")
+    settings = load_settings("prod")
+    lake = Lakehouse(None, settings)  # statements only: no session needed
+    statements = views.statements(lake)
+    fact = f"`{settings.catalog}`.`{settings.schema}`.`{settings.table_name('gold', 'claims')}`"
+    for name in views.VIEWS:
+        ref = f"`{settings.catalog}`.`{settings.schema}`.`{name}`"
+        (create,) = [s for s in statements if s.startswith(f"CREATE OR REPLACE VIEW {ref} AS SELECT")]
+        assert "delta.`" not in create and "{" not in create  # every source resolved to its Unity Catalog name
+        assert f"GRANT SELECT ON TABLE {ref} TO `claims-analysts`" in statements
+    assert sum(fact in s for s in statements) == 3  # every claims view reads fact_claims by its catalog name
+    local = views.statements(Lakehouse(None, load_settings("local")))
+    assert all(s.startswith("CREATE OR REPLACE TEMPORARY VIEW gold_") for s in local) and len(local) == len(views.VIEWS)
