@@ -224,6 +224,91 @@ def bench_silver(volumes: list[int], runs: int, workdir: Path) -> list[dict]:
     return out
 
 
+HISTORY_START = datetime(2026, 11, 26, 0, tzinfo=timezone.utc)
+HISTORY_JOBS = ["generate", "bronze", "silver", "gold"]
+FLATNESS_BOUND = 1.2  # issue 6: the last cycle within 1.2x of cycle 2
+
+
+def history_worker(lake: str, patients: int, cycles: int) -> None:
+    """Child process of bench_history: consecutive hourly cycles in one Spark session (the jobs' own code, timed
+    one by one), then a full rebuild of gold from silver, checked to equal the incremental tables. One JSON line per
+    cycle on stdout."""
+    import contextlib
+    import importlib
+    import io
+    from datetime import timedelta
+
+    os.environ["MEDALLION_LAKEHOUSE"] = lake
+    from medallion.cli import run_job as cli_run_job
+    from medallion.config import load_settings
+    from medallion.lakehouse import Lakehouse
+    from medallion.session import get_spark
+    settings = load_settings()
+    spark = get_spark(settings, app_name="medallion-bench-history")
+
+    def job(name: str, *argv: str) -> float:
+        module = importlib.import_module(f"medallion.{name}")
+        buf = io.StringIO()
+        t0 = time.perf_counter()
+        with contextlib.redirect_stdout(buf):
+            code = cli_run_job(name, module.run, getattr(module, "add_arguments", None), list(argv))
+        if code != 0:
+            raise SystemExit(f"{name} failed: {buf.getvalue().strip().splitlines()[-1:]}")
+        return time.perf_counter() - t0
+
+    for i in range(cycles):
+        start = HISTORY_START + timedelta(hours=i)
+        interval = [f"--interval-start={start.isoformat()}", f"--interval-end={(start + timedelta(hours=1)).isoformat()}"]
+        seconds = {"generate": job("generate", *interval, f"--patients={patients}"),
+                   "bronze": job("bronze", *interval), "silver": job("silver"), "gold": job("gold")}
+        print("HISTORY " + json.dumps({"cycle": i + 1, "seconds": seconds}), flush=True)
+
+    lake_api = Lakehouse(spark, settings)
+    gold = {e: settings.table_name("gold", e) for e in ("patients", "claims", "medical_events")}
+    snapshot = Path(lake) / "_incremental_gold"
+    for entity, name in gold.items():
+        lake_api.read(name).drop("_updated_at").write.parquet(str(snapshot / entity))
+    rebuild = job("gold", "--full-refresh=true")
+    equal = all(lake_api.read(name).drop("_updated_at").exceptAll(spark.read.parquet(str(snapshot / e))).count() == 0
+                and spark.read.parquet(str(snapshot / e)).exceptAll(lake_api.read(name).drop("_updated_at")).count() == 0
+                for e, name in gold.items())
+    rows = {e: lake_api.count(name) for e, name in gold.items()}
+    print("HISTORY " + json.dumps({"rebuild_s": rebuild, "rebuild_equals_incremental": equal, "gold_rows": rows}),
+          flush=True)
+
+
+def bench_history(patients: int, cycles: int, workdir: Path) -> dict:
+    """Is the cost of a cycle flat as history grows? `cycles` consecutive hourly cycles on one lakehouse."""
+    lake = workdir / "history"
+    shutil.rmtree(lake, ignore_errors=True)
+    proc = subprocess.Popen([sys.executable, __file__, "--history-worker", str(lake), str(patients), str(cycles)],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env=dict(os.environ, MEDALLION_HOME=str(ROOT)))
+    per_cycle, final = [], {}
+    for line in proc.stdout:
+        if not line.startswith("HISTORY "):
+            continue
+        item = json.loads(line[len("HISTORY "):])
+        if "cycle" in item:
+            item["seconds"] = {k: round(v, 2) for k, v in item["seconds"].items()}
+            item["whole_s"] = round(sum(item["seconds"].values()), 2)
+            per_cycle.append(item)
+            print(f"  cycle {item['cycle']:>2}/{cycles}: {item['whole_s']:.1f}s "
+                  + " ".join(f"{j}={item['seconds'][j]:.1f}s" for j in HISTORY_JOBS), flush=True)
+        else:
+            final = item
+    if proc.wait() != 0 or not final:
+        raise SystemExit(f"history benchmark failed after {len(per_cycle)} cycles")
+    shutil.rmtree(lake, ignore_errors=True)
+    second, last = per_cycle[1], per_cycle[-1]
+    gold_ratio = last["seconds"]["gold"] / second["seconds"]["gold"]
+    whole_ratio = last["whole_s"] / second["whole_s"]
+    return {"patients_per_cycle": patients, "cycles": per_cycle, "rebuild_s": round(final["rebuild_s"], 2),
+            "rebuild_equals_incremental": final["rebuild_equals_incremental"], "gold_rows": final["gold_rows"],
+            "gold_last_vs_2nd": round(gold_ratio, 3), "whole_last_vs_2nd": round(whole_ratio, 3),
+            "flat": gold_ratio <= FLATNESS_BOUND and whole_ratio <= FLATNESS_BOUND}
+
+
 def free_port() -> int:
     import socket
     with socket.socket() as sock:
@@ -284,6 +369,22 @@ def markdown(results: dict) -> str:
         for v in results["silver"]:
             lines.append(f"| {v['patients']:,} | {v['bronze_rows']:,} | {v['silver_median_s']:.1f} s | "
                          f"{v['rows_per_s']:,} | {v['quality_score']:.4%} | {v['recall']:.2%} | {v['precision']:.2%} |")
+    if results.get("history"):
+        h = results["history"]
+        n = len(h["cycles"])
+        shown = sorted({1, 2, *range(6, n, 6), n})
+        lines += ["", f"History: {n} consecutive hourly cycles of {h['patients_per_cycle']:,} new patients each on one "
+                      "lakehouse (the jobs' code in one Spark session, JVM start excluded; each cycle also re-sends "
+                      "versions, claims and status updates of earlier hours):", "",
+                  "| cycle | " + " | ".join(HISTORY_JOBS) + " | whole cycle |", "|---:|" + "---:|" * (len(HISTORY_JOBS) + 1)]
+        for c in h["cycles"]:
+            if c["cycle"] in shown:
+                lines.append(f"| {c['cycle']} | " + " | ".join(f"{c['seconds'][j]:.1f} s" for j in HISTORY_JOBS)
+                             + f" | {c['whole_s']:.1f} s |")
+        lines += ["", f"Cycle {n} vs cycle 2: gold {h['gold_last_vs_2nd']:.2f}x, whole cycle {h['whole_last_vs_2nd']:.2f}x "
+                      f"(bound {FLATNESS_BOUND}x: {'met' if h['flat'] else 'NOT met'}). Full rebuild of gold from silver "
+                      f"after cycle {n}: {h['rebuild_s']:.1f} s for {sum(h['gold_rows'].values()):,} gold rows "
+                      f"(incremental gold {'equals' if h['rebuild_equals_incremental'] else 'DIFFERS from'} the rebuild)."]
     if results.get("airflow"):
         a = results["airflow"]
         lines += ["", f"Through the real Airflow components (scheduler, dag-processor, triggerer, api-server; "
@@ -305,7 +406,9 @@ def main() -> None:
                         help="patients per batch for bronze against a plain copy ('' to skip)")
     parser.add_argument("--silver-volumes", default="10000,100000",
                         help="patients per batch for silver throughput and recall/precision ('' to skip)")
-    parser.add_argument("--sections", default="cycle,generator,bronze,silver,airflow",
+    parser.add_argument("--history-cycles", type=int, default=24, help="consecutive hourly cycles for the flatness "
+                        "figures (default volume)")
+    parser.add_argument("--sections", default="cycle,generator,bronze,silver,history,airflow",
                         help="which sections to run; the others keep their figures from an earlier results.json")
     parser.add_argument("--out", default=str(ROOT / "bench"))
     args = parser.parse_args()
@@ -316,7 +419,7 @@ def main() -> None:
     earlier = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else {}
     results = {"measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
                "runs": args.runs, "cycles": earlier.get("cycles", []) if "cycle" not in sections else []}
-    for key in ("generator", "bronze", "silver", "airflow"):
+    for key in ("generator", "bronze", "silver", "history", "airflow"):
         if key not in sections and key in earlier:
             results[key] = earlier[key]
 
@@ -337,6 +440,10 @@ def main() -> None:
             print("Silver throughput and quality:", flush=True)
             results["silver"] = bench_silver([int(v) for v in args.silver_volumes.split(",")], args.runs, workdir)
             save()
+        if args.history_cycles and "history" in sections:
+            print(f"{args.history_cycles} consecutive hourly cycles:", flush=True)
+            results["history"] = bench_history(default, args.history_cycles, workdir)
+            save()
         if args.generator_volumes and "generator" in sections:
             print("Generator throughput:", flush=True)
             results["generator"] = bench_generator([int(v) for v in args.generator_volumes.split(",")], workdir)
@@ -352,4 +459,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) == 5 and sys.argv[1] == "--history-worker":
+        history_worker(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+    else:
+        main()
