@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pyspark.sql import functions as F
+
 from medallion.lakehouse import Lakehouse
 
 H5 = ["--interval-start", "2026-11-27T05:00:00Z", "--interval-end", "2026-11-27T06:00:00Z"]
@@ -138,6 +140,13 @@ def test_scd2_new_version_splits_history_and_facts_follow_the_date(run_job, spar
     facts = {r.claim_id: r for r in _table(spark, settings, "gold", "claims").collect()}
     assert facts["C0000001"].patient_key == dim[0].patient_key and facts["C0000001"].claim_status == "PAID"
     assert facts["C0000002"].patient_key == dim[1].patient_key
+    # the claim keeps its latest status; the earlier one stays traceable in silver's and gold's change data feed
+    lake = Lakehouse(spark, settings)
+    for table in (settings.table_name("silver", "claims"), settings.table_name("gold", "claims")):
+        trail = (lake.read_changes(table, 0, lake.version(table)).filter("claim_id = 'C0000001'")
+                 .filter(F.col("_change_type").isin("insert", "update_postimage"))
+                 .orderBy("_commit_version").select("claim_status").collect())
+        assert [r.claim_status for r in trail] == ["SUBMITTED", "PAID"], table
     # re-running gold changes nothing
     before = sorted(map(tuple, _table(spark, settings, "gold", "claims").drop("_updated_at").collect()))
     run_job("gold")
