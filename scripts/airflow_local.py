@@ -3,6 +3,9 @@
 
     python scripts/airflow_local.py setup           # metadata DB in a project-local AIRFLOW_HOME (idempotent)
     python scripts/airflow_local.py cycle           # start the components, run one hourly cycle, print counts, stop
+    python scripts/airflow_local.py backfill --from-date 2026-11-25T00:00Z --to-date 2026-11-25T05:00Z
+                                                    # backfill those hours (Airflow backfill of medallion_generate),
+                                                    # wait until bronze, silver and gold followed, print the runs, stop
     python scripts/airflow_local.py up              # start the components and keep them running (Ctrl-C stops)
     python scripts/airflow_local.py env             # print the environment the components run with
 
@@ -268,6 +271,12 @@ def _parse(ts: str | None) -> datetime | None:
     return datetime.fromisoformat(ts.replace("Z", "+00:00")) if ts else None
 
 
+def _utc(value: str) -> datetime:
+    """A command-line timestamp (naive = UTC)."""
+    ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
+
+
 def wait_for(description: str, predicate, stack: Stack, timeout: float, poll: float = 3):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -295,6 +304,32 @@ def task_failure_reason(api: Api, dag_id: str, run_id: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------- the cycle
+LAYERS = [("medallion_bronze", "bronze"), ("medallion_silver", "silver"), ("medallion_gold", "gold")]
+
+
+def layers_settled(api: Api, started: datetime, after: datetime) -> dict[str, list[dict]] | None:
+    """Every layer finished a run queued after the layer before it last finished (the first layer: after `after`,
+    when the last landing happened), and nothing is pending; None while that is not so.
+
+    Bronze, silver and gold run on their upstream asset *and* hourly, so the work may be spread over several runs
+    of a layer: all runs queued since `started` belong to it."""
+    prev_end, out = after, {}
+    for dag_id, _ in LAYERS:
+        runs = [r for r in api.runs(dag_id, 50) if (_parse(r.get("queued_at")) or started) >= started]
+        if any(r["state"] not in TERMINAL for r in runs):
+            return None
+        failed = [r for r in runs if r["state"] != "success"]
+        if failed:
+            raise RuntimeError(f"{dag_id} failed: {task_failure_reason(api, dag_id, failed[0]['dag_run_id'])}")
+        if not any(_parse(r["queued_at"]) >= prev_end for r in runs):
+            return None
+        out[dag_id] = runs
+        # the asset event that queues the next layer is emitted when the job *task* ends; the run's own end_date
+        # comes later (by however long the scheduler takes to mark it), so compare with the task's end
+        prev_end = max(task_end(api, dag_id, r) for r in runs) - timedelta(seconds=1)
+    return out
+
+
 def run_cycle(api: Api, stack: Stack, timeout: float) -> dict:
     started = datetime.now(timezone.utc)
     interval_start = started.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
@@ -322,31 +357,9 @@ def run_cycle(api: Api, stack: Stack, timeout: float) -> dict:
         raise RuntimeError(f"medallion_generate failed: {task_failure_reason(api, 'medallion_generate', run['dag_run_id'])}")
     after = _parse(run["end_date"]) - timedelta(seconds=1)
     summaries = {"generate": api.xcom("medallion_generate", run["dag_run_id"], "generate")}
-    layers = [("medallion_bronze", "bronze"), ("medallion_silver", "silver"), ("medallion_gold", "gold")]
-
-    def settled():
-        """Every layer finished a run queued after the layer before it last finished, and nothing is pending.
-
-        Bronze, silver and gold run on their upstream asset *and* hourly, so the work of a cycle may be spread
-        over several runs of a layer: all runs since the cycle started belong to it."""
-        prev_end, out = after, {}
-        for dag_id, _ in layers:
-            runs = [r for r in api.runs(dag_id, 50) if (_parse(r.get("queued_at")) or started) >= started]
-            if any(r["state"] not in TERMINAL for r in runs):
-                return None
-            failed = [r for r in runs if r["state"] != "success"]
-            if failed:
-                raise RuntimeError(f"{dag_id} failed: {task_failure_reason(api, dag_id, failed[0]['dag_run_id'])}")
-            if not any(_parse(r["queued_at"]) >= prev_end for r in runs):
-                return None
-            out[dag_id] = runs
-            # the asset event that queues the next layer is emitted when the job *task* ends; the run's own end_date
-            # comes later (by however long the scheduler takes to mark it), so compare with the task's end
-            prev_end = max(task_end(api, dag_id, r) for r in runs) - timedelta(seconds=1)
-        return out
-
-    runs_by_dag = wait_for("bronze, silver and gold to settle", settled, stack, timeout)
-    for dag_id, task in layers:
+    runs_by_dag = wait_for("bronze, silver and gold to settle", lambda: layers_settled(api, started, after), stack,
+                           timeout)
+    for dag_id, task in LAYERS:
         runs = sorted(runs_by_dag[dag_id], key=lambda r: r["queued_at"])
         print(f"{dag_id}: {len(runs)} run(s) succeeded ({', '.join(r['dag_run_id'] for r in runs)})", flush=True)
         summaries[task] = combine(task, [api.xcom(dag_id, r["dag_run_id"], task) for r in runs])
@@ -360,6 +373,88 @@ def run_cycle(api: Api, stack: Stack, timeout: float) -> dict:
     summaries["interval_start"] = interval_start.isoformat()
     summaries["wall_seconds"] = round((datetime.now(timezone.utc) - started).total_seconds(), 1)
     return summaries
+
+
+# --------------------------------------------------------------------------------------------- a backfill
+def run_backfill(api: Api, stack: Stack, from_date: datetime, to_date: datetime, timeout: float,
+                 conf: dict | None = None, max_active_runs: int = 1, reprocess: str = "completed") -> dict:
+    """Backfill the generation of the hours whose logical dates are in [from_date, to_date] (both included) through
+    Airflow's backfill feature, the way *medallion_generate -> Trigger -> Backfill* does it in the UI, and wait until
+    bronze, silver and gold have processed everything it landed.
+
+    Only medallion_generate is backfilled: its backfill runs emit the `medallion_landing` asset like any run, so
+    bronze, silver and gold follow as asset-triggered runs (they read their input incrementally, whatever the
+    interval). Backfill runs start only on an unpaused DAG; the layers are unpaused first so none misses an event.
+    `max_active_runs=1` generates the hours one after the other, in order: each hour's batch draws the patients it
+    changes from the batches before it (their manifests), which a parallel backfill may not have written yet."""
+    started = datetime.now(timezone.utc)
+    for dag_id in ("medallion_bronze", "medallion_silver", "medallion_gold"):
+        api.patch(f"/api/v2/dags/{dag_id}", {"is_paused": False})
+    backfill = api.post("/api/v2/backfills", {
+        "dag_id": "medallion_generate", "from_date": from_date.isoformat(), "to_date": to_date.isoformat(),
+        "max_active_runs": max_active_runs, "dag_run_conf": conf or {}, "reprocess_behavior": reprocess})
+    api.patch("/api/v2/dags/medallion_generate", {"is_paused": False})  # the form's "Unpause ... on trigger"
+    print(f"Backfill {backfill['id']} of medallion_generate: {from_date:%Y-%m-%dT%H:%M}Z .. {to_date:%Y-%m-%dT%H:%M}Z "
+          f"(max_active_runs={max_active_runs}, reprocess={reprocess}, conf={json.dumps(conf or {})})", flush=True)
+
+    def generation_runs() -> list[dict]:
+        return [r for r in api.runs("medallion_generate", 100) if (_parse(r.get("queued_at")) or started) >= started]
+
+    def backfill_done():
+        b = api.get(f"/api/v2/backfills/{backfill['id']}")
+        runs = generation_runs()
+        if b.get("completed_at") and runs and all(r["state"] in TERMINAL for r in runs):
+            return b, runs
+        return None
+
+    backfill, gen_runs = wait_for(f"backfill {backfill['id']} to complete", backfill_done, stack, timeout)
+    failed = [r for r in gen_runs if r["state"] != "success"]
+    if failed:
+        raise RuntimeError(f"medallion_generate failed: "
+                           f"{task_failure_reason(api, 'medallion_generate', failed[0]['dag_run_id'])}")
+    gen_runs.sort(key=lambda r: (r["run_type"] != "backfill", r.get("logical_date") or ""))
+    backfilled = [r for r in gen_runs if r["run_type"] == "backfill"
+                  and from_date <= _parse(r["logical_date"]) <= to_date]
+    after = max(task_end(api, "medallion_generate", r) for r in gen_runs) - timedelta(seconds=1)
+    runs_by_dag = wait_for("bronze, silver and gold to settle", lambda: layers_settled(api, started, after), stack,
+                           timeout)
+
+    def brief(run: dict, summary: dict | None = None) -> dict:
+        out = {k: run.get(k) for k in ("dag_run_id", "run_type", "triggered_by", "state", "logical_date",
+                                       "data_interval_start", "data_interval_end", "queued_at", "end_date", "conf")}
+        if summary is not None:
+            out["summary"] = summary
+        return out
+
+    summaries: dict = {"backfill": backfill, "generate": {"runs": [
+        brief(r, api.xcom("medallion_generate", r["dag_run_id"], "generate")) for r in gen_runs]}}
+    summaries["generate"]["backfill_runs"] = [r["dag_run_id"] for r in backfilled]
+    for r in summaries["generate"]["runs"]:
+        s = r["summary"]
+        print(f"medallion_generate {r['run_type']:<9} {r['dag_run_id']}: interval {s.get('interval_start')}, "
+              f"rows {s.get('rows')}", flush=True)
+    for dag_id, task in LAYERS:
+        runs = sorted(runs_by_dag[dag_id], key=lambda r: r["queued_at"])
+        results = [api.xcom(dag_id, r["dag_run_id"], task) for r in runs]
+        summaries[task] = combine(task, results)
+        summaries[task]["dag_runs"] = [brief(r) for r in runs]
+        kinds = ", ".join(f"{r['dag_run_id']} ({r['run_type']})" for r in runs)
+        print(f"{dag_id}: {len(runs)} run(s) succeeded: {kinds}", flush=True)
+    summaries["from_date"], summaries["to_date"] = from_date.isoformat(), to_date.isoformat()
+    summaries["wall_seconds"] = round((datetime.now(timezone.utc) - started).total_seconds(), 1)
+    return summaries
+
+
+def print_backfill_report(summaries: dict) -> None:
+    backfill = summaries["backfill"]
+    runs = summaries["generate"]["backfill_runs"]
+    print(f"\nBackfill {backfill['id']} of medallion_generate done in {summaries['wall_seconds']}s: {len(runs)} hour(s) "
+          f"{summaries['from_date']} .. {summaries['to_date']} generated by backfill runs; bronze, silver and gold "
+          f"followed in {summaries['bronze']['runs']}, {summaries['silver']['runs']} and {summaries['gold']['runs']} "
+          "asset-triggered or hourly run(s).")
+    print(f"Bronze ingested {summaries['bronze']['rows_ingested']} rows; silver quality score "
+          f"{summaries['silver'].get('quality_score')} (target {summaries['silver'].get('target_score')}); "
+          f"gold tables: {summaries['gold'].get('tables')}")
 
 
 def combine(task: str, results: list[dict]) -> dict:
@@ -437,12 +532,27 @@ def print_report(summaries: dict) -> None:
           f"(target {'n/a' if target is None else f'{target:.1%}'}; {monitor.get('quality_window', '')})")
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["setup", "cycle", "up", "env"])
+    parser.add_argument("command", choices=["setup", "cycle", "backfill", "up", "env"])
     parser.add_argument("--timeout", type=float, default=900, help="seconds to wait for each stage of a cycle")
     parser.add_argument("--summary-json", default=None, help="write the cycle's run summaries to this file")
+    backfill = parser.add_argument_group("backfill")
+    backfill.add_argument("--from-date", type=_utc, help="logical date (interval start) of the first hour, ISO-8601")
+    backfill.add_argument("--to-date", type=_utc, help="logical date of the last hour (included), ISO-8601")
+    backfill.add_argument("--conf", type=json.loads, default=None,
+                          help='run parameters of the backfilled runs, JSON (e.g. \'{"patients_per_batch": 500}\')')
+    backfill.add_argument("--max-active-runs", type=int, default=1,
+                          help="backfill runs at a time (1: the hours are generated in order)")
+    backfill.add_argument("--reprocess", choices=["none", "failed", "completed"], default="completed",
+                          help="hours that already have a run: completed (the default) re-runs them, like a clear")
     args = parser.parse_args()
+    if args.command == "backfill" and not (args.from_date and args.to_date):
+        parser.error("backfill needs --from-date and --to-date")
     if args.command == "env":
         for key, value in sorted(airflow_env().items()):
             if key.startswith(("AIRFLOW", "MEDALLION")) and "SECRET" not in key:
@@ -451,6 +561,7 @@ def main() -> None:
     setup()
     if args.command == "setup":
         return
+    signal.signal(signal.SIGTERM, _interrupt)  # a plain kill stops the components too, like Ctrl-C
     mailbox = LocalMailbox()
     mailbox.start()
     stack = Stack()
@@ -464,14 +575,23 @@ def main() -> None:
             while True:
                 stack.check_alive()
                 time.sleep(5)
-        summaries = run_cycle(api, stack, args.timeout)
+        if args.command == "backfill":
+            summaries = run_backfill(api, stack, args.from_date, args.to_date, args.timeout, conf=args.conf,
+                                     max_active_runs=args.max_active_runs, reprocess=args.reprocess)
+        else:
+            summaries = run_cycle(api, stack, args.timeout)
         if args.summary_json:
             Path(args.summary_json).write_text(json.dumps(summaries, indent=2, default=str))
-        print_report(summaries)
+        if args.command == "backfill":
+            print_backfill_report(summaries)
+        else:
+            print_report(summaries)
         if mailbox.controller is not None:
             print(f"Alert e-mails in the local mailbox: {mailbox.count()} (files under {mailbox.dir})")
     except KeyboardInterrupt:
-        pass
+        if args.command != "up":
+            print("Interrupted: stopping the Airflow components", file=sys.stderr)
+            raise SystemExit(130)
     except (RuntimeError, TimeoutError) as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         raise SystemExit(1)
