@@ -167,8 +167,10 @@ class SilverBatch:
         raw_cols = landing_columns(self.entity)
         batch = batch.persist()
         rows_in = batch.count()
-        # exact duplicates (every landed value equal) are counted and dropped
-        distinct = batch.dropDuplicates(raw_cols + [RESCUED])
+        # exact duplicates (every landed value equal, in one file) are counted and dropped. The same values sent again
+        # in a later file are a re-send, not a duplicate: they go on as a version (a status may go back to an
+        # earlier value), so the outcome is the same whether the files reach silver in one run or in several
+        distinct = batch.dropDuplicates(raw_cols + [RESCUED, "_source_file"])
         std = standardize(self.entity, resolve_rescued(self.entity, distinct), self.salt, self.ctx.settings.quality)
         std = std.withColumn("_confidence", confidence(self.ctx.settings.quality, self.entity))
         std = std.withColumn("_failed_rules", failed_rules(self.ctx.settings.quality, self.entity))
@@ -211,9 +213,18 @@ class SilverBatch:
         keys = MERGE_KEYS[self.entity]
         quality = self.ctx.settings.quality
         w = Window.partitionBy(*keys).orderBy(*version_order(quality, self.entity))
-        ranked = valid.withColumn("_rank", F.row_number().over(w))
-        latest = (ranked.filter("_rank = 1").drop("_rank")
-                  .select(*SILVER_COLUMNS[self.entity], *LINEAGE, *EXTRA)
+        whole = w.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)
+        values = F.to_json(F.struct(*[c for c in SILVER_COLUMNS[self.entity] if c not in keys]))
+        ranked = (valid.withColumn("_rank", F.row_number().over(w)).withColumn("_values", values)
+                  .withColumn("_differs", F.col("_values") != F.first("_values").over(w)))
+        # Lineage: the winner's values, first sent by the earliest of the run of identical versions that ends in the
+        # winner — what separate runs keep too, where an identical re-send changes nothing (a backfill that takes
+        # several hours in one run must leave the same tables as running them one at a time)
+        first_other = F.min(F.when(F.col("_differs"), F.col("_rank"))).over(whole)
+        in_streak = F.col("_rank") < F.coalesce(first_other, F.lit(1 << 30))
+        origin = F.last(F.when(in_streak, F.struct(*LINEAGE)), ignorenulls=True).over(whole)
+        latest = (ranked.withColumn("_origin", origin).filter("_rank = 1")
+                  .select(*SILVER_COLUMNS[self.entity], *[F.col(f"_origin.{c}").alias(c) for c in LINEAGE], *EXTRA)
                   .withColumn("_processed_at", F.current_timestamp()))
         target = self.lake.delta(self.silver)
         cond = " AND ".join(f"t.{k} <=> s.{k}" for k in keys)

@@ -80,16 +80,6 @@ def _differences(backfilled, sequential, layer: str, entity: str) -> dict | None
             "differing_columns": differing, "examples (backfill, sequential)": examples}
 
 
-def _known_silver_lineage_bug(problem: dict) -> bool:
-    """Silver keeps the lineage of the *first* arrival of an identical re-sent version when the re-send comes in a
-    later run (the MERGE skips rows whose values did not change), but of the *last* arrival when both arrive in one
-    run (the in-batch ranking picks the latest arrival). A claim whose next status is re-sent identically by two
-    later hours therefore points at the earlier or the later landing file depending on how the hours were grouped
-    into silver runs. Only that: the same rows, paired by key, differing in `_source_file` alone."""
-    return (problem["table"].startswith("silver ") and problem["only_backfill"] == problem["only_sequential"]
-            == problem["matched_by_key"] and set(problem["differing_columns"]) == {"_source_file"})
-
-
 @pytest.mark.slow
 def test_backfill_through_airflow_equals_the_hours_run_one_at_a_time(tmp_path, monkeypatch, spark, run_job):
     # hours well in the past (beyond the generator's 24 h look-back from now), backfilled as a data engineer would
@@ -180,11 +170,5 @@ def test_backfill_through_airflow_equals_the_hours_run_one_at_a_time(tmp_path, m
     assert sum(r["summary"]["changed_rows"]["patients"] for r in backfill_runs) > 0
 
     runs = "; ".join(f"{layer}: {[r['dag_run_id'] for r in summary[layer]['dag_runs']]}" for layer in LAYERS)
-    known = [p for p in problems if _known_silver_lineage_bug(p)]
-    unexplained = [p for p in problems if p not in known]
-    assert unexplained == [], "\n".join(map(str, unexplained)) + \
+    assert problems == [], "\n".join(map(str, problems)) + \
         f"\nrow counts (backfill, sequential): {counts}\nruns: {runs}"
-    # The tables differ only by the known silver lineage bug (see _known_silver_lineage_bug), which shows when the
-    # backfill happened to take hours with an identical re-send into one silver run: XFAIL, with the rows, until fixed.
-    if problems:
-        pytest.xfail(f"known silver lineage difference: {known} (runs: {runs})")

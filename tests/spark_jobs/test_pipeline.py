@@ -238,3 +238,23 @@ def test_versions_at_the_same_timestamp_keep_the_most_complete_then_the_latest(r
     assert len(runs) == 9 and {r.entity for r in runs} == {"patients", "claims", "medical_events"}
     last = [r for r in runs if r.run_id == summary["run_id"] and r.entity == "patients"][0]
     assert (last.rows_in, last.valid, last.target_score) == (1, 1, 0.995)
+
+
+def test_hours_taken_in_one_run_keep_the_lineage_separate_runs_keep(run_job, spark, settings):
+    """An identical re-send changes nothing in a later run, so the first arrival of the stored values stays its
+    lineage; when the same hours reach silver in one run (a backfill), the winner's lineage must be the same."""
+    header = "patient_id,first_name,last_name,age,sex,region,bmi,smoker,children,charges,insurance_plan," \
+             "coverage_start_date,timestamp\n"
+    claims_header = "claim_id,patient_id,claim_amount,claim_date,diagnosis_code,procedure_code,claim_status\n"
+    _write_landing(settings, "2026-11-27T1200Z", "patients", header +
+                   "P0000001,Ann,Lee,40,FEMALE,SOUTHWEST,25.0,false,1,9000.5,GOLD,2025-01-01,2026-11-27 12:10:00\n")
+    statuses = {"2026-11-27T1200Z": ("APPROVED", "PAID"), "2026-11-27T1300Z": ("PAID", "APPROVED"),
+                "2026-11-27T1400Z": ("PAID", "PAID")}
+    for tag, (first, second) in statuses.items():
+        _write_landing(settings, tag, "claims", claims_header + f"C0000001,P0000001,100,2026-11-20,I10,99213,{first}\n"
+                       f"C0000002,P0000001,50,2026-11-21,I10,99213,{second}\n")
+    run_job("bronze"), run_job("silver")
+    got = {r.claim_id: (r.claim_status, r._source_file.split("/")[-2])
+           for r in _table(spark, settings, "silver", "claims").collect()}
+    # C0000001: PAID first sent at 13:00 (14:00 re-sent it unchanged); C0000002: PAID again at 14:00 after APPROVED
+    assert got == {"C0000001": ("PAID", "2026-11-27T1300Z"), "C0000002": ("PAID", "2026-11-27T1400Z")}
