@@ -34,7 +34,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import (DateType, LongType, StringType, StructField, StructType, TimestampType)
 
 from .cli import JobContext, entities_argument, entry, selected_entities
-from .schemas import BRONZE_SCHEMAS, RESCUED, landing_columns, source_schema
+from .schemas import BRONZE_SCHEMAS, KEYS, RESCUED, landing_columns, source_schema
 
 log = logging.getLogger("medallion.bronze")
 
@@ -407,8 +407,9 @@ def start(ctx: JobContext, entity: str):
     lake = ctx.lakehouse
     table = ctx.settings.table_name("bronze", entity)
     files_table = ctx.settings.raw["tables"]["ops"]["bronze_files"]
+    stats = [KEYS[entity], *(ctx.settings.raw.get("bronze", {}).get("stats_columns") or [])]
     lake.ensure(table, bronze_table_schema(entity), "bronze", partition_by=["_ingest_date"],
-                properties={"delta.appendOnly": "true"})
+                properties={"delta.appendOnly": "true", "delta.dataSkippingStatsColumns": ",".join(stats)})
     lake.ensure(files_table, FILES_SCHEMA, "ops", properties={"delta.appendOnly": "true"})
     checkpoint = lake.checkpoint(f"bronze_{entity}")
     sink = BronzeSink(ctx, entity, table, files_table, checkpoint)

@@ -193,6 +193,9 @@ def test_tables_are_append_only_with_change_feed_and_layer_property(landed):
         props = lake.delta(table).detail().collect()[0]["properties"]
         assert props["delta.appendOnly"] == "true" and props["delta.enableChangeDataFeed"] == "true"
         assert props["quality"] == quality
+    # file statistics only on the columns bronze is looked up by (bronze.stats_columns + the key): the write stays cheap
+    stats = lake.delta("bronze_patients").detail().first()["properties"]["delta.dataSkippingStatsColumns"]
+    assert stats == "patient_id,_ingested_at,_source_file"
     fields = {f.name: f.metadata for f in lake.read("bronze_patients").schema.fields}
     assert fields["first_name"]["comment"].startswith("PHI (name)")  # governance: PHI columns say so
     assert fields["_rescued_data"]["comment"].startswith("PHI (raw)") and "comment" not in fields["_source_file"]
