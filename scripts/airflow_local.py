@@ -390,9 +390,19 @@ def run_backfill(api: Api, stack: Stack, from_date: datetime, to_date: datetime,
     started = datetime.now(timezone.utc)
     for dag_id in ("medallion_bronze", "medallion_silver", "medallion_gold"):
         api.patch(f"/api/v2/dags/{dag_id}", {"is_paused": False})
-    backfill = api.post("/api/v2/backfills", {
-        "dag_id": "medallion_generate", "from_date": from_date.isoformat(), "to_date": to_date.isoformat(),
-        "max_active_runs": max_active_runs, "dag_run_conf": conf or {}, "reprocess_behavior": reprocess})
+    body = {"dag_id": "medallion_generate", "from_date": from_date.isoformat(), "to_date": to_date.isoformat(),
+            "max_active_runs": max_active_runs, "dag_run_conf": conf or {}, "reprocess_behavior": reprocess}
+    for attempt in range(1, 11):
+        try:
+            backfill = api.post("/api/v2/backfills", body)
+            break
+        except RuntimeError as exc:
+            # SQLite: Airflow refuses to create a backfill while another component holds the write lock (HTTP 503
+            # "Database is locked"); the request was rolled back, so it is safe to send again
+            if "HTTP 503" not in str(exc) or attempt == 10:
+                raise
+            print(f"Backfill not created yet (metadata DB busy), attempt {attempt}; retrying", flush=True)
+            time.sleep(2 * attempt)
     api.patch("/api/v2/dags/medallion_generate", {"is_paused": False})  # the form's "Unpause ... on trigger"
     print(f"Backfill {backfill['id']} of medallion_generate: {from_date:%Y-%m-%dT%H:%M}Z .. {to_date:%Y-%m-%dT%H:%M}Z "
           f"(max_active_runs={max_active_runs}, reprocess={reprocess}, conf={json.dumps(conf or {})})", flush=True)
