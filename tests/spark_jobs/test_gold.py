@@ -11,6 +11,7 @@ from pyspark.sql import functions as F
 
 from medallion import views
 from medallion.lakehouse import Lakehouse
+from test_pipeline import _table, _write_landing as _land  # the path tests' helpers, one copy
 
 PATIENT_HEADER = ("patient_id,first_name,last_name,age,sex,region,bmi,smoker,children,charges,insurance_plan,"
                   "coverage_start_date,timestamp\n")
@@ -18,16 +19,6 @@ CLAIM_HEADER = "claim_id,patient_id,claim_amount,claim_date,diagnosis_code,proce
 # the attributes whose change makes a new dim version (names compared in clear here, tokens in gold)
 TRACKED = ["first_name", "last_name", "age", "sex", "region", "bmi", "smoker", "children", "charges",
            "insurance_plan", "coverage_start_date"]
-
-
-def _table(spark, settings, layer, entity):
-    return Lakehouse(spark, settings).read(settings.table_name(layer, entity))
-
-
-def _land(settings, tag: str, entity: str, text: str) -> None:
-    folder = Path(settings.location("landing")) / tag
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / settings.landing_file(entity)).write_text(text, encoding="utf-8")
 
 
 def _patient(ts: str, bmi: float) -> str:
