@@ -34,7 +34,8 @@ def test_an_out_of_order_version_is_cut_into_its_place_and_facts_follow(run_job,
           + _patient("2026-11-20 05:00:00", 31.0))
     _land(settings, "2026-11-20T0500Z", "claims", CLAIM_HEADER + "C0000001,P0000007,100,2026-11-05,I10,99213,PAID\n"
           + "C0000002,P0000007,80,2026-11-12,I10,99213,DENIED\n" + "C0000003,P0000007,60,2026-11-21,I10,99213,PAID\n"
-          + "C0000004,P0000007,40,2026-10-01,I10,99213,PAID\n")  # dated before every version: gets the first
+          + "C0000004,P0000007,40,2026-10-01,I10,99213,PAID\n"  # dated before every version: gets the first
+          + "C0000005,P0000007,20,2026-11-27,I10,99213,PAID\n")
     _cycle(run_job)
     # a week later, a version stamped 2026-11-10 arrives — between the two known ones —, one stamped 2026-10-15 —
     # before all of them: no known interval changes, yet the claim of 10-01 now belongs to it — and an identical re-send
@@ -52,12 +53,21 @@ def test_an_out_of_order_version_is_cut_into_its_place_and_facts_follow(run_job,
     keys = {r.bmi: r.patient_key for r in dim}
     facts = {r.claim_id: r.patient_key for r in _table(spark, settings, "gold", "claims").collect()}
     # the claim of 11-12 was on the first version; after the re-cut it belongs to the late one
-    assert facts == {"C0000001": keys[25.0], "C0000002": keys[28.0], "C0000003": keys[31.0], "C0000004": keys[22.0]}
+    assert facts == {"C0000001": keys[25.0], "C0000002": keys[28.0], "C0000003": keys[31.0], "C0000004": keys[22.0],
+                     "C0000005": keys[31.0]}
     # the dim's change feed shows the re-cut: the first interval closed earlier, one version inserted
     lake = Lakehouse(spark, settings)
     dim_name = settings.table_name("gold", "patients")
     changes = lake.read_changes(dim_name, 0, lake.version(dim_name))
     assert changes.filter("_change_type = 'update_postimage' AND bmi = 25.0").count() == 1
+
+    # an in-order version stamped 11-27 06:00: only the claim dated that day moves to it
+    _land(settings, "2026-11-27T0700Z", "patients", PATIENT_HEADER + _patient("2026-11-27 06:00:00", 33.0))
+    _cycle(run_job)
+    keys = {r.bmi: r.patient_key for r in _table(spark, settings, "gold", "patients").collect()}
+    facts = {r.claim_id: r.patient_key for r in _table(spark, settings, "gold", "claims").collect()}
+    assert facts == {"C0000001": keys[25.0], "C0000002": keys[28.0], "C0000003": keys[31.0], "C0000004": keys[22.0],
+                     "C0000005": keys[33.0]}
 
 
 def _read_csv(path: Path) -> list[dict]:
@@ -166,3 +176,37 @@ def test_gold_matches_the_generators_ground_truth_over_several_hours(run_job, sp
     assert all(per_patient[pid].claims == n_claims.get(pid, 0) for pid in truth)
     plan = views.read(lake, "gold_claims_by_plan_month")
     assert plan.agg(F.sum("claims")).first()[0] == len(claims)
+
+
+def test_rekey_scope_limits_fact_rekeying_to_the_facts_a_dim_change_can_move(spark):
+    """Closing the current row moves no fact; a new version moves facts from its day on; a new (or changed, or
+    removed) first version moves all of the patient's facts."""
+    from medallion.gold import rekey_scope
+    ts = lambda s: datetime.fromisoformat(s)  # noqa: E731
+    cols = ["patient_id", "patient_key", "effective_from", "row_hash", "_change_type", "_commit_version"]
+    changes = spark.createDataFrame([
+        # A: in order -- the old current row is closed (effective_to only), a newer version is inserted
+        ("A", 1, ts("2026-01-01 08:00:00"), "a1", "update_preimage", 5),
+        ("A", 1, ts("2026-01-01 08:00:00"), "a1", "update_postimage", 5),
+        ("A", 2, ts("2026-03-10 15:30:00"), "a2", "insert", 5),
+        # B: a late version inserted before its first one
+        ("B", 3, ts("2026-02-01 00:00:00"), "b1", "update_preimage", 5),
+        ("B", 3, ts("2026-02-01 00:00:00"), "b1", "update_postimage", 5),
+        ("B", 4, ts("2026-01-20 09:00:00"), "b0", "insert", 5),
+        # C: a later version's content changed in place (same effective_from, other attributes)
+        ("C", 5, ts("2026-04-02 10:00:00"), "c2", "update_preimage", 6),
+        ("C", 5, ts("2026-04-02 10:00:00"), "c3", "update_postimage", 6),
+        # D: only its effective_to moved -- no fact can move
+        ("D", 7, ts("2026-01-05 00:00:00"), "d1", "update_preimage", 6),
+        ("D", 7, ts("2026-01-05 00:00:00"), "d1", "update_postimage", 6),
+        # E: its first version was removed
+        ("E", 8, ts("2026-01-03 00:00:00"), "e1", "delete", 6),
+    ], cols)
+    dim = spark.createDataFrame([
+        ("A", ts("2026-01-01 08:00:00")), ("A", ts("2026-03-10 15:30:00")),
+        ("B", ts("2026-01-20 09:00:00")), ("B", ts("2026-02-01 00:00:00")),
+        ("C", ts("2026-01-02 00:00:00")), ("C", ts("2026-04-02 10:00:00")),
+        ("D", ts("2026-01-05 00:00:00")), ("E", ts("2026-01-09 00:00:00")),
+    ], ["patient_id", "effective_from"])
+    scope = {r["patient_id"]: r["_from_date"] for r in rekey_scope(changes, dim).collect()}
+    assert scope == {"A": date(2026, 3, 10), "B": None, "C": date(2026, 4, 2), "E": None}
