@@ -39,8 +39,13 @@ def merge_dim(ctx: JobContext, patient_ids: DataFrame) -> None:
     dim_name = ctx.settings.table_name("gold", "patients")
     new_rows = patient_history(silver.join(patient_ids, "patient_id", "left_semi"))
     dim = lake.delta(dim_name)
-    stale = (dim.toDF().join(patient_ids, "patient_id", "left_semi")
-             .join(new_rows.select("patient_key"), "patient_key", "left_anti"))
+    known = dim.toDF().join(patient_ids, "patient_id", "left_semi")
+    stale = known.join(new_rows.select("patient_key"), "patient_key", "left_anti")
+    # versions already in the dim exactly as re-cut are left out of the MERGE: only the files holding a row that
+    # changes are rewritten, not every file holding a version of a touched patient
+    same = ((F.col("n.patient_key") == F.col("k.patient_key")) & (F.col("n.row_hash") == F.col("k.row_hash"))
+            & F.col("n.effective_to").eqNullSafe(F.col("k.effective_to")))
+    new_rows = new_rows.alias("n").join(known.alias("k"), same, "left_anti")
     source = (new_rows.withColumn("_op", F.lit("U"))
               .unionByName(stale.withColumn("_op", F.lit("D")).select(*new_rows.columns, "_op"))
               .withColumn("_updated_at", F.current_timestamp()))
@@ -72,31 +77,6 @@ def point_in_time_key(facts: DataFrame, dim: DataFrame, date_col: str) -> DataFr
             .drop("_v"))
 
 
-def rekey_scope(dim_changes: DataFrame, dim: DataFrame) -> DataFrame:
-    """Which facts may point at another patient version after these dim changes: (patient_id, _from_date).
-
-    A fact's version depends only on the patient's versions' `effective_from` (and their content), never on
-    `effective_to`: closing the current row when a newer version arrives changes no fact. A version added,
-    removed or changed at time B can only move facts dated on or after B's day -- unless it is (or was) the
-    first version, which facts dated before any version use: then all the patient's facts (`_from_date` null).
-    """
-    changes = dim_changes.select("patient_id", "patient_key", "effective_from", "row_hash", "_change_type",
-                                 "_commit_version")
-    added_or_removed = changes.filter(F.col("_change_type").isin("insert", "delete"))
-    pre = changes.filter(F.col("_change_type") == "update_preimage").select(
-        "patient_key", "_commit_version", F.col("row_hash").alias("_old_hash"))
-    content = (changes.filter(F.col("_change_type") == "update_postimage")
-               .join(pre, ["patient_key", "_commit_version"])
-               .filter(F.col("row_hash") != F.col("_old_hash")))
-    bound = (added_or_removed.select("patient_id", "effective_from")
-             .unionByName(content.select("patient_id", "effective_from"))
-             .groupBy("patient_id").agg(F.min("effective_from").alias("_bound")))
-    first = dim.groupBy("patient_id").agg(F.min("effective_from").alias("_first"))
-    whole = F.col("_first").isNull() | (F.col("_bound") <= F.col("_first"))
-    return bound.join(first, "patient_id", "left").select(
-        "patient_id", F.when(whole, F.lit(None).cast("date")).otherwise(F.to_date("_bound")).alias("_from_date"))
-
-
 def _date_key(col: str):
     return F.date_format(F.col(col), "yyyyMMdd").cast("int")
 
@@ -123,19 +103,30 @@ def event_facts(events: DataFrame, dim: DataFrame) -> DataFrame:
             .drop("_fact_id"))
 
 
-FACTS = {"claims": ("claim_id", claim_facts, "claim_date"), "medical_events": ("event_id", event_facts, "event_date")}
+FACTS = {"claims": ("claim_id", claim_facts), "medical_events": ("event_id", event_facts)}
 
 
-def merge_facts(ctx: JobContext, entity: str, silver_rows: DataFrame) -> None:
+def merge_facts(ctx: JobContext, entity: str, silver_rows: DataFrame, insert: bool = True) -> None:
+    """Update the facts whose figures or patient key changed, then append the new ones.
+
+    The update is a MERGE with only a conditional WHEN MATCHED clause, so Delta rewrites just the files holding a
+    row that really changes; new facts are appended to new files. (One MERGE with an insert clause would rewrite
+    every file holding any matched row -- with updates spread over all hours, the whole table, every run.)
+    """
     lake = ctx.lakehouse
-    key, build, _ = FACTS[entity]
+    key, build = FACTS[entity]
+    table = ctx.settings.table_name("gold", entity)
     dim = lake.read(ctx.settings.table_name("gold", "patients"))
-    facts = build(silver_rows, dim).withColumn("_updated_at", F.current_timestamp())
-    compare = [c for c in facts.columns if c not in (key, "_updated_at")]
-    changed = " OR ".join(f"NOT (t.{c} <=> s.{c})" for c in compare)
-    (lake.delta(ctx.settings.table_name("gold", entity)).alias("t")
-     .merge(facts.alias("s"), f"t.{key} = s.{key}")
-     .whenMatchedUpdateAll(condition=changed).whenNotMatchedInsertAll().execute())
+    facts = build(silver_rows, dim).withColumn("_updated_at", F.current_timestamp()).persist()
+    try:
+        compare = [c for c in facts.columns if c not in (key, "_updated_at")]
+        changed = " OR ".join(f"NOT (t.{c} <=> s.{c})" for c in compare)
+        (lake.delta(table).alias("t").merge(facts.alias("s"), f"t.{key} = s.{key}")
+         .whenMatchedUpdateAll(condition=changed).execute())
+        if insert:
+            lake.append(facts.join(lake.read(table).select(key), key, "left_anti"), table)
+    finally:
+        facts.unpersist()
 
 
 def ensure_tables(ctx: JobContext) -> None:
@@ -146,7 +137,7 @@ def ensure_tables(ctx: JobContext) -> None:
     dim_schema = patient_history(silver["patients"]).withColumn("_updated_at", F.current_timestamp()).schema
     lake.ensure(ctx.settings.table_name("gold", "patients"), dim_schema, "gold")
     empty_dim = spark.createDataFrame([], dim_schema)
-    for entity, (_, build, _) in FACTS.items():
+    for entity, (_, build) in FACTS.items():
         schema = build(silver[entity], empty_dim).withColumn("_updated_at", F.current_timestamp()).schema
         lake.ensure(ctx.settings.table_name("gold", entity), schema, "gold")
 
@@ -188,7 +179,7 @@ def run(ctx: JobContext) -> dict:
     q.awaitTermination()
     dim_version_after = lake.version(dim_name)
 
-    for entity, (key, _, _) in FACTS.items():
+    for entity, (key, _) in FACTS.items():
         silver_name = settings.table_name("silver", entity)
 
         def fact_batch(batch: DataFrame, _batch_id: int, entity=entity, key=key) -> None:
@@ -201,16 +192,18 @@ def run(ctx: JobContext) -> dict:
              .trigger(availableNow=True).start())
         q.awaitTermination()
 
-    # facts whose patient version may have changed with this run's dim changes get their keys again
+    # patients whose history was re-cut this run: their facts may now point at another version
     if dim_version_after > dim_version_before:
-        scope = rekey_scope(lake.read_changes(dim_name, dim_version_before + 1, dim_version_after),
-                            lake.read(dim_name))
-        if not scope.isEmpty():
-            for entity, (_, _, date_col) in FACTS.items():
-                silver_rows = (lake.read(settings.table_name("silver", entity)).join(scope, "patient_id")
-                               .filter(F.col("_from_date").isNull() | (F.col(date_col) >= F.col("_from_date")))
-                               .drop("_from_date"))
-                merge_facts(ctx, entity, silver_rows)
+        touched = lake.read_changes(dim_name, dim_version_before + 1, dim_version_after)
+        # a re-cut interval (update / delete), or a version inserted *before* the current one (out of order: the
+        # rows after it may keep their interval, yet facts dated earlier than them now belong to the new one)
+        recut = F.col("_change_type").isin("update_postimage", "delete") | \
+            ((F.col("_change_type") == "insert") & ~F.col("is_current"))
+        touched_ids = touched.filter(recut).select("patient_id").distinct()
+        for entity in FACTS:
+            silver_rows = lake.read(settings.table_name("silver", entity)).join(touched_ids, "patient_id",
+                                                                               "left_semi")
+            merge_facts(ctx, entity, silver_rows, insert=False)  # their facts are all in gold already
 
     metric_views = views.register(lake)  # pre-aggregated metrics over the star schema (persistent on Databricks)
     counts = {t: lake.count(settings.table_name("gold", t)) for t in ("patients", "claims", "medical_events")}

@@ -177,36 +177,3 @@ def test_gold_matches_the_generators_ground_truth_over_several_hours(run_job, sp
     plan = views.read(lake, "gold_claims_by_plan_month")
     assert plan.agg(F.sum("claims")).first()[0] == len(claims)
 
-
-def test_rekey_scope_limits_fact_rekeying_to_the_facts_a_dim_change_can_move(spark):
-    """Closing the current row moves no fact; a new version moves facts from its day on; a new (or changed, or
-    removed) first version moves all of the patient's facts."""
-    from medallion.gold import rekey_scope
-    ts = lambda s: datetime.fromisoformat(s)  # noqa: E731
-    cols = ["patient_id", "patient_key", "effective_from", "row_hash", "_change_type", "_commit_version"]
-    changes = spark.createDataFrame([
-        # A: in order -- the old current row is closed (effective_to only), a newer version is inserted
-        ("A", 1, ts("2026-01-01 08:00:00"), "a1", "update_preimage", 5),
-        ("A", 1, ts("2026-01-01 08:00:00"), "a1", "update_postimage", 5),
-        ("A", 2, ts("2026-03-10 15:30:00"), "a2", "insert", 5),
-        # B: a late version inserted before its first one
-        ("B", 3, ts("2026-02-01 00:00:00"), "b1", "update_preimage", 5),
-        ("B", 3, ts("2026-02-01 00:00:00"), "b1", "update_postimage", 5),
-        ("B", 4, ts("2026-01-20 09:00:00"), "b0", "insert", 5),
-        # C: a later version's content changed in place (same effective_from, other attributes)
-        ("C", 5, ts("2026-04-02 10:00:00"), "c2", "update_preimage", 6),
-        ("C", 5, ts("2026-04-02 10:00:00"), "c3", "update_postimage", 6),
-        # D: only its effective_to moved -- no fact can move
-        ("D", 7, ts("2026-01-05 00:00:00"), "d1", "update_preimage", 6),
-        ("D", 7, ts("2026-01-05 00:00:00"), "d1", "update_postimage", 6),
-        # E: its first version was removed
-        ("E", 8, ts("2026-01-03 00:00:00"), "e1", "delete", 6),
-    ], cols)
-    dim = spark.createDataFrame([
-        ("A", ts("2026-01-01 08:00:00")), ("A", ts("2026-03-10 15:30:00")),
-        ("B", ts("2026-01-20 09:00:00")), ("B", ts("2026-02-01 00:00:00")),
-        ("C", ts("2026-01-02 00:00:00")), ("C", ts("2026-04-02 10:00:00")),
-        ("D", ts("2026-01-05 00:00:00")), ("E", ts("2026-01-09 00:00:00")),
-    ], ["patient_id", "effective_from"])
-    scope = {r["patient_id"]: r["_from_date"] for r in rekey_scope(changes, dim).collect()}
-    assert scope == {"A": date(2026, 3, 10), "B": None, "C": date(2026, 4, 2), "E": None}
