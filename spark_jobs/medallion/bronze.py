@@ -309,7 +309,12 @@ class BronzeSink:
     def app_id(self, spark) -> str:
         """The streaming query's id (kept in its checkpoint): stable across restarts, new for a new checkpoint."""
         if self._app_id is None:
-            meta = spark.read.text(os.path.join(self.checkpoint, "metadata")).first()[0]
+            path = os.path.join(self.checkpoint, "metadata")
+            if self.ctx.settings.is_local:  # a plain file: no Spark job for one line
+                with open(local_path(path), encoding="utf-8") as fh:
+                    meta = fh.readline()
+            else:
+                meta = spark.read.text(path).first()[0]
             self._app_id = f"medallion-bronze-{self.entity}-{json.loads(meta)['id']}"
         return self._app_id
 
