@@ -376,7 +376,7 @@ class BronzeSink:
             records.append((self.ctx.run_id, batch_id, lake.display_name(self.table), self.relative(path), modified,
                             status, int(n), int(rescued), reason, now))
         if records:
-            lake.append(spark.createDataFrame(records, FILES_SCHEMA), self.files_table, txn=txn)
+            lake.append(lake.frame(records, FILES_SCHEMA), self.files_table, txn=txn)
         for rec in records:
             entry_ = {"file": rec[3], "status": rec[5], "rows": rec[6], "rescued_rows": rec[7]}
             if rec[8]:

@@ -8,6 +8,7 @@ import os
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql.types import StructField, StructType
 
 from . import governance
@@ -125,6 +126,14 @@ class Lakehouse:
             writer.save(self.path(table))
         else:
             writer.saveAsTable(self.ref(table))
+
+    def frame(self, records: list[tuple], schema: StructType) -> DataFrame:
+        """A few rows of plain values (str, int, float, bool, date, datetime, None) as a DataFrame built from literals
+        in the JVM. `createDataFrame` on a list starts Python worker processes for it: seconds per job process."""
+        rows = [F.struct(*[F.lit(value).cast(f.dataType).alias(f.name) for value, f in zip(record, schema.fields)])
+                for record in records or [(None,) * len(schema.fields)]]
+        frame = self.spark.range(1).select(F.inline(F.array(*rows)))
+        return frame if records else frame.limit(0)
 
     def drop(self, table: str) -> None:
         """Remove a table and its data (used by full refreshes of derived layers only)."""
