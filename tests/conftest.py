@@ -67,3 +67,4 @@ def run_job(lakehouse):
         return summary
 
     return _run
+
