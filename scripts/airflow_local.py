@@ -3,6 +3,8 @@
 
     python scripts/airflow_local.py setup           # metadata DB in a project-local AIRFLOW_HOME (idempotent)
     python scripts/airflow_local.py cycle           # start the components, run one hourly cycle, print counts, stop
+    python scripts/airflow_local.py cycle --interval-start 2026-11-25T03:00Z --conf '{"patients_per_batch": 500}'
+                                                    # the same for one given hour (a manual run with that interval)
     python scripts/airflow_local.py backfill --from-date 2026-11-25T00:00Z --to-date 2026-11-25T05:00Z
                                                     # backfill those hours (Airflow backfill of medallion_generate),
                                                     # wait until bronze, silver and gold followed, print the runs, stop
@@ -28,6 +30,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -330,9 +333,16 @@ def layers_settled(api: Api, started: datetime, after: datetime) -> dict[str, li
     return out
 
 
-def run_cycle(api: Api, stack: Stack, timeout: float) -> dict:
+def run_cycle(api: Api, stack: Stack, timeout: float, interval_start: datetime | None = None,
+              conf: dict | None = None) -> dict:
+    """One hourly cycle. Without `interval_start` the scheduler's own run of the latest complete hour generates the
+    batch (what production does); with it, a manual run of medallion_generate for exactly that data interval does
+    (with `conf` as its run parameters), so the cycle does not depend on where the wall clock is in the hour. Either
+    way, an interval generated before is cleared and generated again."""
     started = datetime.now(timezone.utc)
-    interval_start = started.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    explicit = interval_start is not None
+    if not explicit:
+        interval_start = started.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
     # asset-driven layers first, so none misses the landing event; then the time-scheduled DAGs
     for dag_id in ["medallion_bronze", "medallion_silver", "medallion_gold", "medallion_monitor", "medallion_generate"]:
         api.patch(f"/api/v2/dags/{dag_id}", {"is_paused": False})
@@ -343,8 +353,14 @@ def run_cycle(api: Api, stack: Stack, timeout: float) -> dict:
                 return run
         return None
 
-    run = wait_for(f"the generation run of {interval_start:%Y-%m-%d %H:00}Z", generation_run, stack, 120)
-    if run["state"] in TERMINAL and _parse(run.get("end_date")) and _parse(run["end_date"]) < started:
+    run = generation_run() if explicit else \
+        wait_for(f"the generation run of {interval_start:%Y-%m-%d %H:00}Z", generation_run, stack, 120)
+    if run is None:
+        interval_end = interval_start + timedelta(hours=1)
+        run = api.post("/api/v2/dags/medallion_generate/dagRuns", {
+            "logical_date": interval_start.isoformat(), "data_interval_start": interval_start.isoformat(),
+            "data_interval_end": interval_end.isoformat(), "conf": conf or {}})
+    elif run["state"] in TERMINAL and _parse(run.get("end_date")) and _parse(run["end_date"]) < started:
         print(f"Interval {interval_start:%Y-%m-%dT%H:00}Z was generated before: clearing it to re-run it", flush=True)
         api.post("/api/v2/dags/medallion_generate/clearTaskInstances",
                  {"dry_run": False, "dag_run_id": run["dag_run_id"], "reset_dag_runs": True, "only_failed": False})
@@ -542,6 +558,24 @@ def print_report(summaries: dict) -> None:
           f"(target {'n/a' if target is None else f'{target:.1%}'}; {monitor.get('quality_window', '')})")
 
 
+@contextmanager
+def components():
+    """The four Airflow components (and the local mailbox) running with the DAGs parsed: yields (api, stack, mailbox)
+    and stops everything on the way out. Tests start them once per module and drive several cycles through them."""
+    mailbox = LocalMailbox()
+    mailbox.start()
+    stack = Stack()
+    stack.start()
+    try:
+        api = Api()
+        api.wait_healthy(stack)
+        api.wait_dags(stack, DAGS)
+        yield api, stack, mailbox
+    finally:
+        stack.stop()
+        mailbox.stop()
+
+
 def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
@@ -551,11 +585,15 @@ def main() -> None:
     parser.add_argument("command", choices=["setup", "cycle", "backfill", "up", "env"])
     parser.add_argument("--timeout", type=float, default=900, help="seconds to wait for each stage of a cycle")
     parser.add_argument("--summary-json", default=None, help="write the cycle's run summaries to this file")
+    parser.add_argument("--conf", type=json.loads, default=None,
+                        help='run parameters of the generation run(s), JSON (e.g. \'{"patients_per_batch": 500}\')')
+    cycle = parser.add_argument_group("cycle")
+    cycle.add_argument("--interval-start", type=_utc, default=None,
+                       help="generate this hour (ISO-8601 interval start) by a manual run with that data interval, "
+                            "instead of the scheduler's run of the latest complete hour")
     backfill = parser.add_argument_group("backfill")
     backfill.add_argument("--from-date", type=_utc, help="logical date (interval start) of the first hour, ISO-8601")
     backfill.add_argument("--to-date", type=_utc, help="logical date of the last hour (included), ISO-8601")
-    backfill.add_argument("--conf", type=json.loads, default=None,
-                          help='run parameters of the backfilled runs, JSON (e.g. \'{"patients_per_batch": 500}\')')
     backfill.add_argument("--max-active-runs", type=int, default=1,
                           help="backfill runs at a time (1: the hours are generated in order)")
     backfill.add_argument("--reprocess", choices=["none", "failed", "completed"], default="completed",
@@ -572,32 +610,26 @@ def main() -> None:
     if args.command == "setup":
         return
     signal.signal(signal.SIGTERM, _interrupt)  # a plain kill stops the components too, like Ctrl-C
-    mailbox = LocalMailbox()
-    mailbox.start()
-    stack = Stack()
-    stack.start()
     try:
-        api = Api()
-        api.wait_healthy(stack)
-        api.wait_dags(stack, DAGS)
-        if args.command == "up":
-            print(f"Airflow UI: http://127.0.0.1:{api_port()}  (Ctrl-C stops every component)", flush=True)
-            while True:
-                stack.check_alive()
-                time.sleep(5)
-        if args.command == "backfill":
-            summaries = run_backfill(api, stack, args.from_date, args.to_date, args.timeout, conf=args.conf,
-                                     max_active_runs=args.max_active_runs, reprocess=args.reprocess)
-        else:
-            summaries = run_cycle(api, stack, args.timeout)
-        if args.summary_json:
-            Path(args.summary_json).write_text(json.dumps(summaries, indent=2, default=str))
-        if args.command == "backfill":
-            print_backfill_report(summaries)
-        else:
-            print_report(summaries)
-        if mailbox.controller is not None:
-            print(f"Alert e-mails in the local mailbox: {mailbox.count()} (files under {mailbox.dir})")
+        with components() as (api, stack, mailbox):
+            if args.command == "up":
+                print(f"Airflow UI: http://127.0.0.1:{api_port()}  (Ctrl-C stops every component)", flush=True)
+                while True:
+                    stack.check_alive()
+                    time.sleep(5)
+            if args.command == "backfill":
+                summaries = run_backfill(api, stack, args.from_date, args.to_date, args.timeout, conf=args.conf,
+                                         max_active_runs=args.max_active_runs, reprocess=args.reprocess)
+            else:
+                summaries = run_cycle(api, stack, args.timeout, interval_start=args.interval_start, conf=args.conf)
+            if args.summary_json:
+                Path(args.summary_json).write_text(json.dumps(summaries, indent=2, default=str))
+            if args.command == "backfill":
+                print_backfill_report(summaries)
+            else:
+                print_report(summaries)
+            if mailbox.controller is not None:
+                print(f"Alert e-mails in the local mailbox: {mailbox.count()} (files under {mailbox.dir})")
     except KeyboardInterrupt:
         if args.command != "up":
             print("Interrupted: stopping the Airflow components", file=sys.stderr)
@@ -605,10 +637,6 @@ def main() -> None:
     except (RuntimeError, TimeoutError) as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         raise SystemExit(1)
-    finally:
-        stack.stop()
-        mailbox.stop()
-
 
 if __name__ == "__main__":
     main()
