@@ -3,13 +3,21 @@
 - local: `LocalSparkJobOperator` runs the wheel's console entry point in a subprocess with a local Spark session,
   streams its output into the task log, returns the job's JSON run summary (XCom) and fails with the job's
   one-line reason on a non-zero exit.
-- databricks: `DatabricksSubmitRunOperator` submitting a one-task run whose task is a `python_wheel_task` of the
-  same entry point with the same named parameters.
+- databricks: `DatabricksJobOperator` (the provider's `DatabricksSubmitRunOperator`) submitting a one-task run whose
+  task is a `python_wheel_task` of the same entry point with the same named parameters. Deferrable (the wait is the
+  triggerer's), reconnecting on a retry to a run that is still going (the provider's task-state reconnect, kept in
+  deferrable mode too), and idempotent per try: the submit carries a token made of the task instance and its try
+  number, so an HTTP retry of one submit cannot start a second run while a new try after a failed run does start a
+  new one (a token without the try number hands the retry the failed run: apache/airflow#64828).
 
-Both receive the same templated arguments: environment, config path, data interval and run id.
+Both receive the same templated arguments: environment, config path, data interval and run id. Everything a job
+needs to find its catalog, environment and config travels in those named parameters (never in job-level
+environment variables, which only serverless honours).
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
 import shutil
@@ -21,6 +29,7 @@ from typing import Any, Sequence
 
 from airflow.sdk import BaseOperator
 
+from medallion.cli import CONFIG_VARIABLE_FLAGS
 from medallion_airflow import settings
 
 JOBS = ("generate", "bronze", "silver", "gold", "monitor")
@@ -54,6 +63,9 @@ def job_parameters(job: str, extra: dict[str, str] | None = None, target: str | 
     params = {"env": settings.pipeline_env()}
     if target == "databricks":
         params["config"] = settings.databricks_settings(params["env"])["config_path"]
+        # the values pipeline.yaml fills from Airflow's environment (catalog {env}_{user}, analysts group): the run
+        # fills them from these flags, so both sides resolve the same names whatever compute runs the job
+        params.update({flag: os.environ[var] for flag, var in CONFIG_VARIABLE_FLAGS.items() if os.environ.get(var)})
     params.update(COMMON_ARGUMENTS)
     params.update(extra or {})
     return params
@@ -72,38 +84,35 @@ def secret_reference(scope: str, key: str) -> str:
     return "{% raw %}{{secrets/" + scope + "/" + key + "}}{% endraw %}"
 
 
-ENV_VARS_KEY = "medallion"
-# Non-secret settings include/pipeline.yaml reads from the environment that must match on both sides.
-PASSED_ENV_VARS = ("MEDALLION_USER", "MEDALLION_ANALYSTS_GROUP")
+def run_as(identity: str) -> dict[str, str]:
+    """The Jobs API `run_as` of an identity: a user name (an e-mail) or a service principal's application id."""
+    return {"user_name": identity} if "@" in identity else {"service_principal_name": identity}
 
 
 def databricks_payload(job: str, named: dict[str, str], env: str | None = None) -> dict[str, Any]:
     """A Jobs API runs/submit payload running the job's entry point from the wheel, compute per environment.
 
-    - serverless (the default): the task names a serverless environment whose dependencies hold the wheel;
-    - job_cluster: a new cluster per run (spec from config) with the wheel as a library and the hash salt as a
-      secret reference in its environment.
-    Non-secret settings the job reads from its environment (MEDALLION_ENV, PASSED_ENV_VARS) go in a job-level
-    environment-variables entry, which serverless and classic compute both honour.
+    - serverless (the default): the task names a serverless environment whose dependencies hold the wheel, in
+      performance-optimized mode (the latency budget counts on its start);
+    - job_cluster: a new cluster per run from the platform's instance pool under its policy, dedicated to the run
+      identity, with the wheel as a library and the hash salt as a secret reference in its environment.
+    The run runs as the environment's `run_as`. No job-level environment variables: the job learns its catalog,
+    environment and config from its named parameters alone.
     """
     db = settings.databricks_settings(env)
     task: dict[str, Any] = {
         "task_key": f"medallion_{job}",
         "python_wheel_task": {"package_name": db["package"], "entry_point": entry_point(job),
                               "named_parameters": dict(named)},
-        "environment_variables_key": ENV_VARS_KEY,
     }
-    variables = {"MEDALLION_ENV": db["env"]}
-    variables.update({name: os.environ[name] for name in PASSED_ENV_VARS if os.environ.get(name)})
-    payload: dict[str, Any] = {
-        "tasks": [task],
-        "environment_variables": [{"environment_variables_key": ENV_VARS_KEY, "spec": {"variables": variables}}],
-    }
+    payload: dict[str, Any] = {"tasks": [task], "run_as": run_as(db["run_as"])}
     if db["compute"] == "serverless":
         env_cfg = db["serverless_environment"]
         spec = {**env_cfg["spec"], "dependencies": [db["wheel_path"]]}
         task["environment_key"] = env_cfg["environment_key"]
         payload["environments"] = [{"environment_key": env_cfg["environment_key"], "spec": spec}]
+        if db["performance_target"]:
+            payload["performance_target"] = db["performance_target"]
     else:
         cluster = dict(db["job_cluster"])
         salt_key = db["secret_keys"].get("hash_salt")
@@ -113,6 +122,53 @@ def databricks_payload(job: str, named: dict[str, str], env: str | None = None) 
         task["new_cluster"] = cluster
         task["libraries"] = [{"whl": db["wheel_path"]}]
     return payload
+
+
+def idempotency_token(context) -> str:
+    """The runs/submit idempotency token of one try of one task instance (at most 64 characters).
+
+    Same try -> same token: a submit the hook retries after a lost response finds the run it already started.
+    Next try -> new token: a retry after a failed run starts a new run instead of being handed the failed one.
+    """
+    ti = context["ti"]
+    key = "|".join(str(part) for part in (ti.dag_id, ti.task_id, context["run_id"], getattr(ti, "map_index", -1),
+                                          ti.try_number))
+    return "medallion-" + hashlib.sha256(key.encode()).hexdigest()[:40]
+
+
+@functools.cache
+def _submit_run_operator():
+    """The Databricks operator class, built on first use so the local target never imports the provider; published
+    as `medallion_airflow.jobs.DatabricksJobOperator` (one class object, importable by its qualified name)."""
+    from airflow.providers.databricks.operators.databricks import (
+        DatabricksSubmitRunOperator,
+        _handle_deferrable_databricks_operator_execution,
+    )
+
+    class DatabricksJobOperator(DatabricksSubmitRunOperator):
+        """`DatabricksSubmitRunOperator` that reconnects before it defers, with a per-try idempotency token.
+
+        The provider's deferrable path submits straight away, skipping its task-state reconnect; here every try
+        goes through `execute_resumable` (a stored run still going is reconnected to, a stored run that succeeded
+        is taken as done, else a new run is submitted and stored), and only the wait is handed to the triggerer.
+        """
+
+        def execute(self, context):
+            return self.execute_resumable(context)
+
+        def submit_job(self, context) -> int:
+            self.idempotency_token = idempotency_token(context)
+            return super().submit_job(context)
+
+        def poll_until_complete(self, external_id, context) -> None:
+            if not self.deferrable:
+                return super().poll_until_complete(external_id, context)
+            self.run_id = external_id
+            _handle_deferrable_databricks_operator_execution(self, self._hook, self.log, context)
+
+    DatabricksJobOperator.__module__ = __name__
+    globals()["DatabricksJobOperator"] = DatabricksJobOperator
+    return DatabricksJobOperator
 
 
 class LocalSparkJobOperator(BaseOperator):
@@ -191,15 +247,16 @@ def job_task(job: str, *, task_id: str | None = None, arguments: dict[str, str] 
     timeout_s = int(cfg["airflow"]["job_timeout_minutes"]) * 60
     if target == "local":
         return LocalSparkJobOperator(task_id=task_id, job=job, named_parameters=named, **kwargs)
-    from airflow.providers.databricks.operators.databricks import DatabricksSubmitRunOperator
     db = settings.databricks_settings()
-    return DatabricksSubmitRunOperator(
+    return _submit_run_operator()(
         task_id=task_id,
         databricks_conn_id=db["connection_id"],
         json=databricks_payload(job, named),
         run_name=f"medallion-{job} {{{{ dag.dag_id }}}} {{{{ run_id }}}}",
-        timeout_seconds=timeout_s,
+        timeout_seconds=timeout_s,  # Databricks ends the run itself after this, deferred or not
         polling_period_seconds=db["polling_period_seconds"],
+        deferrable=db["deferrable"],
+        openlineage_inject_parent_job_info=db["openlineage_inject_parent_job_info"],
         **kwargs,
     )
 

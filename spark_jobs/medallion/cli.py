@@ -20,6 +20,14 @@ from .config import ENTITIES, ConfigError, Settings, load_settings
 
 log = logging.getLogger("medallion")
 
+# Flags that fill include/pipeline.yaml's `${VAR}` placeholders in the run (catalog {env}_{user}, analysts group). The
+# Airflow side passes them as named parameters whenever its own environment sets them, so job and orchestrator resolve
+# the same names on any compute (job-level environment variables reach serverless runs only).
+CONFIG_VARIABLE_FLAGS = {"user": "MEDALLION_USER", "analysts-group": "MEDALLION_ANALYSTS_GROUP"}
+# Parameters the Databricks provider adds to a python_wheel_task (OpenLineage parent-run injection): accepted, and
+# only logged by their run ids.
+PROVIDER_FLAGS = ("OPENLINEAGE_CONTEXT",)
+
 
 class JobError(RuntimeError):
     """An expected failure with a reason worth showing to the user as it is."""
@@ -69,6 +77,10 @@ def build_parser(job: str, add_arguments: Callable[[argparse.ArgumentParser], No
     parser.add_argument("--interval-start", default=None, help="data interval start, ISO-8601")
     parser.add_argument("--interval-end", default=None, help="data interval end, ISO-8601")
     parser.add_argument("--run-id", default=None, help="the orchestrator's run id, recorded with every write")
+    for flag, var in CONFIG_VARIABLE_FLAGS.items():
+        parser.add_argument(f"--{flag}", default=None, help=f"fills ${{{var}}} in pipeline.yaml (default: ${var})")
+    for flag in PROVIDER_FLAGS:
+        parser.add_argument(f"--{flag}", default=None, help=argparse.SUPPRESS)
     if add_arguments:
         add_arguments(parser)
     return parser
@@ -87,6 +99,18 @@ def selected_entities(args: argparse.Namespace) -> list[str]:
     return [e for e in ENTITIES if e in wanted]
 
 
+def openlineage_parent(args: argparse.Namespace) -> str | None:
+    """`<job name>/<run id>` of the Airflow task the provider named as this run's OpenLineage parent, if any."""
+    raw = getattr(args, "OPENLINEAGE_CONTEXT", None)
+    if not raw:
+        return None
+    try:
+        parent = json.loads(raw)["parent"]
+        return f"{parent['job']['namespace']}/{parent['job']['name']} run {parent['run']['runId']}"
+    except (ValueError, KeyError, TypeError):
+        return "unreadable OPENLINEAGE_CONTEXT"
+
+
 def _json_default(value: Any):
     if isinstance(value, datetime):
         return value.isoformat()
@@ -101,7 +125,12 @@ def run_job(job: str, run: Callable[[JobContext], dict], add_arguments=None, arg
     started = time.time()
     ctx = None
     try:
-        settings = load_settings(args.env, args.config)
+        variables = {var: getattr(args, flag.replace("-", "_")) for flag, var in CONFIG_VARIABLE_FLAGS.items()
+                     if getattr(args, flag.replace("-", "_"), None)}
+        settings = load_settings(args.env, args.config, variables)
+        lineage = openlineage_parent(args)
+        if lineage:
+            log.info("OpenLineage parent: %s", lineage)
         start, end = parse_ts(args.interval_start), parse_ts(args.interval_end)
         if start and end and end <= start:
             raise JobError(f"interval end {end.isoformat()} is not after its start {start.isoformat()}")

@@ -133,8 +133,11 @@ class Settings:
         raise ConfigError(f"environment {self.env!r} needs a hash salt in ${var} (a secret); refusing to start")
 
 
-def load_settings(env: str | None = None, config_path: str | Path | None = None) -> Settings:
-    raw = load_raw(config_path)
+def load_settings(env: str | None = None, config_path: str | Path | None = None,
+                  variables: dict[str, str] | None = None) -> Settings:
+    """Settings of one environment; `variables` fill `${VAR}` placeholders ahead of the process environment (the
+    job's named parameters, so a run needs no environment variables to find its catalog)."""
+    raw = load_raw(config_path, {**os.environ, **variables} if variables else None)
     env = env or os.environ.get("MEDALLION_ENV") or raw.get("default_env", "local")
     envs = raw["environments"]
     if env not in envs:

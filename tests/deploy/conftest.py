@@ -58,11 +58,17 @@ def submit_round_trip(payload: dict) -> dict:
     return out
 
 
+# Stand-in application id of the service principal staging/prod deploy and run as (no real one anywhere in the repo).
+SERVICE_PRINCIPAL = "00000000-0000-4000-8000-00000000abcd"
+
+
 def load_dags(monkeypatch, target: str = "databricks", env: str | None = None):
     from airflow.dag_processing.dagbag import DagBag
     monkeypatch.setenv("MEDALLION_TARGET", target)
     if env:
         monkeypatch.setenv("MEDALLION_ENV", env)
+    if env in ("staging", "prod") and not __import__("os").environ.get("MEDALLION_DATABRICKS_USER"):
+        monkeypatch.setenv("MEDALLION_DATABRICKS_USER", SERVICE_PRINCIPAL)
     bag = DagBag(dag_folder=str(ROOT / "dags"))
     assert bag.import_errors == {}
     return bag
@@ -71,10 +77,10 @@ def load_dags(monkeypatch, target: str = "databricks", env: str | None = None):
 class FakeTI:
     """What the operators use of a task instance: XCom pushes and stats tags."""
 
-    def __init__(self):
+    def __init__(self, dag_id: str = "dag", task_id: str = "task", try_number: int = 1):
         self.xcom: dict[str, object] = {}
         self.stats_tags: dict[str, str] = {}
-        self.try_number = 1
+        self.dag_id, self.task_id, self.map_index, self.try_number = dag_id, task_id, -1, try_number
 
     def xcom_push(self, key, value, **_):
         self.xcom[key] = value
@@ -92,11 +98,13 @@ INTERVAL_END = datetime(2026, 11, 27, 6, tzinfo=timezone.utc)
 RUN_ID = "scheduled__2026-11-27T06:00:00+00:00"
 
 
-def task_context(dag, task, **extra) -> dict:
+def task_context(dag, task, try_number: int = 1, store: TaskStateStore | None = None, **extra) -> dict:
     params = dag.params.resolve() if hasattr(dag.params, "resolve") else dict(dag.params)
     ctx = {"data_interval_start": INTERVAL_START, "data_interval_end": INTERVAL_END, "run_id": RUN_ID,
            "logical_date": INTERVAL_START, "ds": "2026-11-27", "params": params, "dag": dag, "task": task,
-           "ti": FakeTI(), "task_state_store": TaskStateStore(), "var": {}, "conn": None, "macros": None}
+           "ti": FakeTI(dag.dag_id, task.task_id, try_number),
+           "task_state_store": TaskStateStore() if store is None else store, "var": {}, "conn": None,
+           "macros": None}
     ctx.update(extra)
     return ctx
 

@@ -142,7 +142,8 @@ def test_each_databricks_environment_names_its_own_scope_and_keys(cfg):
     for env, env_cfg in cfg["environments"].items():
         if env_cfg["target"] != "databricks":
             continue
-        assert env_cfg["secret_scope"] == f"medallion-{env}"
+        # dev: one scope per developer (MEDALLION_USER, "user" when unset), so no developer reads another's salt
+        assert env_cfg["secret_scope"] == (f"medallion-{env}" if env != "dev" else "medallion-dev-user")
         assert set(env_cfg["secret_keys"]) == {"hash_salt", "smtp_password"}
 
 
