@@ -173,6 +173,8 @@ def _soda_without_telemetry():
                                             "user_cookie_id": "medallion-telemetry-off"}
             helper._config_path = None
             ConfigHelper._ConfigHelper__instance = helper
+    from .soda_spark_df import register
+    register()  # Soda's spark_df data source: soda-core-spark-df where installed (local), ours on Databricks
     from soda.scan import Scan
     from soda.telemetry.soda_telemetry import SodaTelemetry
     SodaTelemetry.get_instance()._SodaTelemetry__send = False
