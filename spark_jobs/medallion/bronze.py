@@ -31,9 +31,11 @@ from urllib.parse import unquote, urlparse
 
 from pyspark.sql import DataFrame, Observation
 from pyspark.sql import functions as F
-from pyspark.sql.types import (DateType, LongType, StringType, StructField, StructType, TimestampType)
+from pyspark.sql.types import DateType, StringType, StructField, StructType, TimestampType
 
+from . import ops
 from .cli import JobContext, entities_argument, entry, selected_entities
+from .ops import OpsTable
 from .schemas import BRONZE_SCHEMAS, KEYS, RESCUED, landing_columns, source_schema
 
 log = logging.getLogger("medallion.bronze")
@@ -46,18 +48,6 @@ LINEAGE_FIELDS = [
     StructField("_ingest_date", DateType(), True),
 ]
 
-FILES_SCHEMA = StructType([
-    StructField("run_id", StringType(), False),
-    StructField("batch_id", LongType(), False),
-    StructField("table_name", StringType(), False),
-    StructField("file_path", StringType(), False),
-    StructField("file_modified_at", TimestampType(), True),
-    StructField("status", StringType(), False),  # ingested | empty | header_only | unreadable | partial
-    StructField("rows", LongType(), False),
-    StructField("rescued_rows", LongType(), False),
-    StructField("reason", StringType(), True),
-    StructField("recorded_at", TimestampType(), False),
-])
 PROBLEM_STATUSES = ("unreadable", "partial")
 OBSERVE_MAX_FILES = 48  # up to this many files per batch, per-file figures are counted during the write
 
@@ -299,7 +289,7 @@ class BronzeSink:
     ctx: JobContext
     entity: str
     table: str
-    files_table: str
+    file_log: OpsTable
     checkpoint: str
     batches: int = 0
     replayed: int = 0
@@ -375,8 +365,7 @@ class BronzeSink:
                 modified = datetime.fromtimestamp(listed[path] / 1000, timezone.utc)
             records.append((self.ctx.run_id, batch_id, lake.display_name(self.table), self.relative(path), modified,
                             status, int(n), int(rescued), reason, now))
-        if records:
-            lake.append(lake.frame(records, FILES_SCHEMA), self.files_table, txn=txn)
+        self.file_log.append(records, txn=txn)
         for rec in records:
             entry_ = {"file": rec[3], "status": rec[5], "rows": rec[6], "rescued_rows": rec[7]}
             if rec[8]:
@@ -411,13 +400,13 @@ def start(ctx: JobContext, entity: str):
     """Create the entity's tables if needed and start its stream; returns (query, sink)."""
     lake = ctx.lakehouse
     table = ctx.settings.table_name("bronze", entity)
-    files_table = ctx.settings.raw["tables"]["ops"]["bronze_files"]
     stats = [KEYS[entity], *(ctx.settings.raw.get("bronze", {}).get("stats_columns") or [])]
     lake.ensure(table, bronze_table_schema(entity), "bronze", partition_by=["_ingest_date"],
                 properties={"delta.appendOnly": "true", "delta.dataSkippingStatsColumns": ",".join(stats)})
-    lake.ensure(files_table, FILES_SCHEMA, "ops", properties={"delta.appendOnly": "true"})
+    file_log = OpsTable.open(lake, ctx.settings.raw["tables"]["ops"]["bronze_files"], ops.BRONZE_FILES,
+                             properties={"delta.appendOnly": "true"})
     checkpoint = lake.checkpoint(f"bronze_{entity}")
-    sink = BronzeSink(ctx, entity, table, files_table, checkpoint)
+    sink = BronzeSink(ctx, entity, table, file_log, checkpoint)
     query = (source_stream(ctx, entity).writeStream.foreachBatch(sink).queryName(f"bronze_{entity}")
              .option("checkpointLocation", checkpoint).trigger(availableNow=True).start())
     return query, sink

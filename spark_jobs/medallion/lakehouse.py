@@ -7,9 +7,9 @@ from __future__ import annotations
 import os
 
 from delta.tables import DeltaTable
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import StructField, StructType
+from pyspark.sql.types import DataType, StructField, StructType
 
 from . import governance
 from .config import Settings
@@ -122,15 +122,23 @@ class Lakehouse:
         writer = df.write.format("delta").mode("append")
         if txn is not None:
             writer = writer.option("txnAppId", txn[0]).option("txnVersion", str(txn[1]))
+        self._save(writer, table)
+
+    def overwrite_where(self, df: DataFrame, table: str, condition: str) -> None:
+        """Replace the rows matching the SQL `condition` with `df` in one atomic commit (Delta `replaceWhere`)."""
+        self._save(df.write.format("delta").mode("overwrite").option("replaceWhere", condition), table)
+
+    def _save(self, writer, table: str) -> None:
         if self.settings.is_local:
             writer.save(self.path(table))
         else:
             writer.saveAsTable(self.ref(table))
 
     def frame(self, records: list[tuple], schema: StructType) -> DataFrame:
-        """A few rows of plain values (str, int, float, bool, date, datetime, None) as a DataFrame built from literals
-        in the JVM. `createDataFrame` on a list starts Python worker processes for it: seconds per job process."""
-        rows = [F.struct(*[F.lit(value).cast(f.dataType).alias(f.name) for value, f in zip(record, schema.fields)])
+        """A few rows of plain values (str, int, float, bool, date, datetime, None; dict for a map column, list for
+        an array column) as a DataFrame built from literals in the JVM. `createDataFrame` on a list starts Python
+        worker processes for it: seconds per job process."""
+        rows = [F.struct(*[_literal(value, f.dataType).alias(f.name) for value, f in zip(record, schema.fields)])
                 for record in records or [(None,) * len(schema.fields)]]
         frame = self.spark.range(1).select(F.inline(F.array(*rows)))
         return frame if records else frame.limit(0)
@@ -152,3 +160,15 @@ class Lakehouse:
 
     def count(self, table: str) -> int | None:
         return self.read(table).count() if self.exists(table) else None
+
+
+def _literal(value, data_type: DataType) -> Column:
+    """One value as a typed literal column (maps and arrays element by element)."""
+    if isinstance(value, dict):
+        col = F.create_map(*[c for k, v in value.items()
+                             for c in (_literal(k, data_type.keyType), _literal(v, data_type.valueType))])
+    elif isinstance(value, (list, tuple)):
+        col = F.array(*[_literal(v, data_type.elementType) for v in value])
+    else:
+        col = F.lit(value)
+    return col.cast(data_type)

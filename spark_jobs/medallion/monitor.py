@@ -19,91 +19,17 @@ import logging
 from datetime import datetime, timezone
 
 from pyspark.sql import functions as F
-from pyspark.sql.types import (ArrayType, BooleanType, DoubleType, LongType, MapType, StringType, StructField,
-                               StructType, TimestampType)
 
-from . import dashboard, metrics
+from . import dashboard, metrics, ops
 from .cli import JobContext, entry
+from .ops import OpsTable
 
 log = logging.getLogger("medallion.monitor")
 
-COUNTS_SCHEMA = StructType([
-    StructField("run_id", StringType(), False),
-    StructField("measured_at", TimestampType(), False),
-    StructField("interval_start", TimestampType(), True),
-    StructField("interval_end", TimestampType(), True),
-    StructField("layer", StringType(), False),
-    StructField("table_name", StringType(), False),
-    StructField("row_count", LongType(), True),
-])
 
-LAYERS = metrics.LAYERS
-
-
-def _schema(*fields: tuple) -> StructType:
-    head = [StructField("run_id", StringType(), False), StructField("measured_at", TimestampType(), False)]
-    return StructType(head + [StructField(name, kind, True) for name, kind in fields])
-
-
-S, L, D, B, T = StringType(), LongType(), DoubleType(), BooleanType(), TimestampType()
-SCHEMAS = {
-    "quality": _schema(("entity", S), ("valid", L), ("quarantined", L), ("score", D), ("total_valid", L),
-                       ("total_quarantined", L), ("total_score", D), ("target_score", D), ("breach", B), ("source", S)),
-    "quarantine_rules": _schema(("entity", S), ("rule", S), ("window_rows", L), ("total_rows", L)),
-    "freshness": _schema(("layer", S), ("entity", S), ("table_name", S), ("exists", B), ("newest_at", T),
-                         ("age_minutes", D), ("sla_minutes", D), ("basis", S), ("stale", B)),
-    "volumes": _schema(("entity", S), ("table_name", S), ("batch", S), ("rows", L), ("band_low", D),
-                       ("band_high", D), ("history_batches", L), ("anomaly", B), ("latest", B)),
-    "drift": _schema(("column_name", S), ("entity", S), ("table_name", S), ("psi", D), ("rows_current", L),
-                     ("rows_baseline", L), ("status", S), ("breach", B)),
-    "reconciliation": _schema(("entity", S), ("landed", L), ("processed", L), ("valid", L), ("quarantined", L),
-                              ("duplicates", L), ("held", L), ("backlog", L), ("difference", L), ("balanced", B),
-                              ("source", S), ("breach", B)),
-    "audit": _schema(("layer", S), ("table_name", S), ("from_version", L), ("to_version", L), ("commits", L),
-                     ("operations", MapType(S, L)), ("writer_run_id", S), ("inserts", L), ("updates", L),
-                     ("deletes", L)),
-    "breaches": _schema(("kind", S), ("subject", S), ("detail", S), ("key", S), ("new", B)),
-}
-BASELINE_SCHEMA = StructType([
-    StructField("column_name", S, False), StructField("entity", S, True), StructField("edges", ArrayType(D), True),
-    StructField("proportions", ArrayType(D), True), StructField("rows", L, True),
-    StructField("captured_run_id", S, True), StructField("captured_at", T, True),
-])
-
-
-def ensure_ops_table(lake, table: str, schema: StructType) -> None:
-    """Create a monitoring table (change data feed on, `quality=ops`) if missing.
-
-    Like `Lakehouse.ensure` without the PHI column tags: these tables hold aggregates only, and their names live in
-    `monitoring.tables`, not in the `tables` section governance reads.
-    """
-    if lake.exists(table):
-        return
-    from delta.tables import DeltaTable
-    builder = DeltaTable.createIfNotExists(lake.spark)
-    settings = lake.settings
-    builder = builder.location(lake.path(table)) if settings.is_local else builder.tableName(
-        f"{settings.catalog}.{settings.schema}.{table}")
-    builder = builder.addColumns(schema).property("delta.enableChangeDataFeed", "true").property("quality", "ops")
-    builder.execute()
-
-
-def replace_run(ctx: JobContext, table: str, schema: StructType, run_id: str, measured: datetime,
-                rows: list[dict]) -> None:
-    """Store one run's rows: delete what an earlier attempt of the same run wrote, then append (idempotent)."""
-    lake = ctx.lakehouse
-    ensure_ops_table(lake, table, schema)
-    if not rows:
-        lake.delta(table).delete(F.col("run_id") == run_id)
-        return
-    data = [tuple({"run_id": run_id, "measured_at": measured, **r}.get(f.name) for f in schema.fields) for r in rows]
-    quoted = run_id.replace("\\", "\\\\").replace("'", "\\'")
-    writer = (ctx.spark.createDataFrame(data, schema).write.format("delta").mode("overwrite")
-              .option("replaceWhere", f"run_id = '{quoted}'"))  # one atomic commit replaces the run's rows
-    if lake.settings.is_local:
-        writer.save(lake.path(table))
-    else:
-        writer.saveAsTable(lake.ref(table))
+# tests/e2e/test_alert_emails.py still creates an ops table through this name
+def ensure_ops_table(lake, table: str, schema) -> None:
+    OpsTable.open(lake, table, schema)
 
 
 def previous_run(ctx: JobContext, m: metrics.Measure) -> None:
@@ -131,14 +57,11 @@ def run(ctx: JobContext) -> dict:
     previous_run(ctx, m)
 
     # row counts (kept: the cycle report and the e2e test read them)
-    ops = settings.raw["tables"]["ops"]["table_counts"]
-    lake.ensure(ops, COUNTS_SCHEMA, "ops")
+    counts_table = OpsTable.open(lake, settings.raw["tables"]["ops"]["table_counts"], ops.TABLE_COUNTS)
     stats = metrics.table_stats(m)  # one pass per table: row count and newest-data time
     counts = [(st["layer"], name, st["count"]) for name, st in stats.items()]
-    rows = [(ctx.run_id, measured, ctx.interval_start, ctx.interval_end, layer, name, n) for layer, name, n in counts]
-    df = ctx.spark.createDataFrame(rows, COUNTS_SCHEMA)
-    (lake.delta(ops).alias("t").merge(df.alias("s"), "t.run_id = s.run_id AND t.table_name = s.table_name")
-     .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute())
+    counts_table.upsert([(ctx.run_id, measured, ctx.interval_start, ctx.interval_end, layer, name, n)
+                         for layer, name, n in counts], keys=["run_id", "table_name"])
 
     quality, source = metrics.quality(m)
     for r in quality:
@@ -151,9 +74,7 @@ def run(ctx: JobContext) -> dict:
     baselines = {r["column_name"]: r.asDict() for r in base_df.collect()} if base_df is not None else {}
     drift, captured = metrics.drift(m, baselines)
     if captured:
-        ensure_ops_table(lake, baseline_table, BASELINE_SCHEMA)
-        lake.append(ctx.spark.createDataFrame([tuple(b.get(f.name) for f in BASELINE_SCHEMA.fields)
-                                               for b in captured], BASELINE_SCHEMA), baseline_table)
+        OpsTable.open(lake, baseline_table, ops.DRIFT_BASELINE).append(captured)
     previous_balance = {r["entity"]: r["balanced"] for r in _previous_rows(m, "reconciliation")}
     recon = metrics.reconciliation(m, previous_balance)
     writes_df = m.read_if_exists(m.table("audit"))
@@ -169,7 +90,8 @@ def run(ctx: JobContext) -> dict:
     stored = {"quality": quality, "quarantine_rules": by_rule, "freshness": fresh, "volumes": vols, "drift": drift,
               "reconciliation": recon, "audit": writes, "breaches": found}
     for key, rows_ in stored.items():
-        replace_run(ctx, m.table(key), SCHEMAS[key], ctx.run_id, measured, rows_)
+        OpsTable.open(lake, m.table(key), ops.MONITORING[key]).replace_run(
+            ctx.run_id, [{"run_id": ctx.run_id, "measured_at": measured, **r} for r in rows_])
 
     page = dashboard.write(settings, dashboard.collect(m, stored, measured))
     overall = next(r for r in quality if r["entity"] == "overall")
@@ -178,7 +100,7 @@ def run(ctx: JobContext) -> dict:
         log.warning("%d data-quality breach(es), %d new: %s", len(found), len(new),
                     "; ".join(f"{b['kind']} {b['subject']}" for b in found))
     return {
-        "table": lake.display_name(ops),
+        "table": lake.display_name(counts_table.name),
         "counts": {name: n for _, name, n in counts},
         "quality_score": overall["score"] if overall["score"] is not None else overall["total_score"],
         "quality_window": "since previous monitoring run" if overall["score"] is not None else "all time",

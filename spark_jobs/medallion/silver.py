@@ -11,11 +11,12 @@ from datetime import datetime, timezone
 
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
-from pyspark.sql.types import (BooleanType, DoubleType, LongType, MapType, StringType, StructField, StructType,
-                               TimestampType)
+from pyspark.sql.types import BooleanType, StringType
 
+from . import ops
 from .cli import JobContext, entities_argument, entry, selected_entities
 from .config import ConfigError
+from .ops import OpsTable
 from .rules import failed_rules
 from .schemas import RESCUED, landing_columns, source_schema
 from .soda_checks import raise_for_failures, run_scans
@@ -346,33 +347,15 @@ def process(ctx: JobContext, entity: str) -> dict:
     return stats
 
 
-RUNS_SCHEMA = StructType([
-    StructField("run_id", StringType(), False),
-    StructField("entity", StringType(), False),
-    StructField("processed_at", TimestampType(), False),
-    *[StructField(name, LongType(), False) for name in ("rows_in", "valid", "quarantined", "exact_duplicates", "held",
-                                                          "released", "expired_to_quarantine", "rescued_resolved")],
-    StructField("quarantined_by_rule", MapType(StringType(), LongType()), False),
-    StructField("quality_score", DoubleType(), True),
-    StructField("target_score", DoubleType(), False),
-])
-
-
 def record_run(ctx: JobContext, results: dict) -> str:
     """One row per run and entity in ops_silver_runs (a retry of the run replaces its own rows)."""
-    lake = ctx.lakehouse
-    name = ctx.settings.raw["tables"]["ops"]["silver_runs"]
-    lake.ensure(name, RUNS_SCHEMA, "ops")
+    runs = OpsTable.open(ctx.lakehouse, ctx.settings.raw["tables"]["ops"]["silver_runs"], ops.SILVER_RUNS)
     now = datetime.now(timezone.utc)
     target = float(ctx.settings.quality["target_score"])
-    rows = [(ctx.run_id, entity, now, *[int(st.get(k, 0)) for k in ("rows_in", "valid", "quarantined",
-             "exact_duplicates", "held", "released", "expired_to_quarantine", "rescued_resolved")],
-             {k: int(v) for k, v in st.get("quarantined_by_rule", {}).items()}, st.get("quality_score"), target)
-            for entity, st in results.items()]
-    df = ctx.spark.createDataFrame(rows, RUNS_SCHEMA)
-    (lake.delta(name).alias("t").merge(df.alias("s"), "t.run_id = s.run_id AND t.entity = s.entity")
-     .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute())
-    return lake.display_name(name)
+    runs.upsert([(ctx.run_id, entity, now, *[int(st.get(k, 0)) for k in ops.SILVER_RUN_COUNTS],
+                  {k: int(v) for k, v in st.get("quarantined_by_rule", {}).items()}, st.get("quality_score"), target)
+                 for entity, st in results.items()], keys=["run_id", "entity"])
+    return ctx.lakehouse.display_name(runs.name)
 
 
 def run(ctx: JobContext) -> dict:

@@ -130,23 +130,6 @@ def _fmt(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:.6g}"
 
 
-def ops_schema():
-    from pyspark.sql.types import DoubleType, StringType, StructField, StructType, TimestampType
-    return StructType([
-        StructField("run_id", StringType(), False),
-        StructField("checked_at", TimestampType(), False),
-        StructField("table_name", StringType(), False),
-        StructField("check_name", StringType(), False),
-        StructField("column_name", StringType(), True),
-        StructField("outcome", StringType(), False),
-        StructField("level", StringType(), False),
-        StructField("measured_value", DoubleType(), True),
-        StructField("measured_text", StringType(), True),
-        StructField("definition", StringType(), True),
-        StructField("check_identity", StringType(), True),
-    ])
-
-
 class SodaCheckFailed(JobError):
     """Fail-level Soda checks failed (or could not be evaluated); the message is the task's one-line reason."""
 
@@ -320,7 +303,7 @@ def run_scans(spark, lake, settings: Settings, run_id: str, entities: Iterable[s
                 spark.catalog.dropTempView(table)
 
     summary = _summarize(results, soda_errors, cfg, [silver[e] for e in scanned], skipped)
-    _record(spark, lake, settings, run_id, checked_at, results, [silver[e] for e in scanned])
+    _record(lake, settings, run_id, checked_at, results, [silver[e] for e in scanned])
     _log_summary(results, summary)
     return summary
 
@@ -342,15 +325,15 @@ def _summarize(results: list[CheckResult], soda_errors: list[str], cfg: dict, ta
     }
 
 
-def _record(spark, lake, settings: Settings, run_id: str, checked_at: datetime, results: list[CheckResult],
-            tables: list[str]) -> None:
+def _record(lake, settings: Settings, run_id: str, checked_at: datetime, results: list[CheckResult],
+           tables: list[str]) -> None:
     """Replace this run's rows of the scanned tables in the ops table (one MERGE: a retried run leaves one set)."""
     if not tables:
         return
     from pyspark.sql import functions as F
-    name = settings.raw["tables"]["ops"]["soda_checks"]
-    schema = ops_schema()
-    lake.ensure(name, schema, "ops")
+
+    from .ops import SODA_CHECKS, OpsTable
+    checks = OpsTable.open(lake, settings.raw["tables"]["ops"]["soda_checks"], SODA_CHECKS)
     rows = [{"run_id": run_id, "checked_at": checked_at, **asdict(r)} for r in results]
     seen: set[tuple[str, str]] = set()
     unique = []
@@ -359,12 +342,8 @@ def _record(spark, lake, settings: Settings, run_id: str, checked_at: datetime, 
         if key not in seen:
             seen.add(key)
             unique.append(row)
-    source = spark.createDataFrame(unique, schema)
     mine = (F.col("t.run_id") == F.lit(run_id)) & F.col("t.table_name").isin(tables)
-    (lake.delta(name).alias("t")
-     .merge(source.alias("s"), "t.run_id = s.run_id AND t.table_name = s.table_name AND t.check_name = s.check_name")
-     .whenMatchedUpdateAll().whenNotMatchedInsertAll().whenNotMatchedBySourceDelete(condition=mine)
-     .execute())
+    checks.upsert(unique, keys=["run_id", "table_name", "check_name"], delete_unmatched=mine)
 
 
 def _log_summary(results: list[CheckResult], summary: dict) -> None:

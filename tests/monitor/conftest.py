@@ -4,18 +4,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from pyspark.sql.types import (ArrayType, DoubleType, IntegerType, LongType, MapType, StringType, StructField,
-                               StructType, TimestampType)
+from pyspark.sql.types import ArrayType, DoubleType, IntegerType, StringType, StructField, StructType, TimestampType
 
-# the silver run figures table as silver writes it (tables.ops.silver_runs)
-SILVER_RUNS = StructType([
-    StructField("run_id", StringType()), StructField("entity", StringType()),
-    StructField("processed_at", TimestampType()), StructField("rows_in", LongType()), StructField("valid", LongType()),
-    StructField("quarantined", LongType()), StructField("exact_duplicates", LongType()), StructField("held", LongType()),
-    StructField("released", LongType()), StructField("expired_to_quarantine", LongType()),
-    StructField("quarantined_by_rule", MapType(StringType(), LongType())), StructField("quality_score", DoubleType()),
-    StructField("target_score", DoubleType()),
-])
+from medallion.ops import SILVER_RUNS, OpsTable
+
 BRONZE = StructType([StructField("row_key", StringType()), StructField("_source_file", StringType()),
                      StructField("_ingested_at", TimestampType()), StructField("_run_id", StringType())])
 QUARANTINE = StructType([StructField("row_key", StringType()), StructField("_failed_rules", ArrayType(StringType())),
@@ -36,8 +28,7 @@ class Tables:
         self.lake = Lakehouse(spark, settings)
 
     def write(self, table: str, schema: StructType, rows: list[tuple]) -> None:
-        from medallion.monitor import ensure_ops_table
-        ensure_ops_table(self.lake, table, schema)
+        OpsTable.open(self.lake, table, schema)  # created like an ops table, whatever its name
         if rows:
             self.lake.append(self.spark.createDataFrame(rows, schema), table)
 
@@ -45,7 +36,7 @@ class Tables:
                    expired=0, by_rule=None):
         score = (valid + released) / max(1, valid + released + quarantined + expired)
         self.write(self.settings.raw["tables"]["ops"]["silver_runs"], SILVER_RUNS,
-                   [(run_id, entity, processed_at, rows_in, valid, quarantined, dups, held, released, expired,
+                   [(run_id, entity, processed_at, rows_in, valid, quarantined, dups, held, released, expired, 0,
                      by_rule or {}, score, 0.995)])
 
     def bronze(self, entity: str, batches: dict[str, int], ingested_at: datetime, run_id: str = "bronze_1"):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from medallion import metrics
-from medallion.monitor import SCHEMAS, ensure_ops_table
+from medallion.ops import MONITORING
 
 from .conftest import SILVER_PATIENTS, ago
 
@@ -30,8 +30,7 @@ def test_quality_scores_and_rule_counts_come_from_silver_run_figures_of_this_win
     # earlier silver runs (before the previous monitoring run) only count all-time
     tables.silver_run("s1", "patients", ago(120), 1000, 990, 10, by_rule={"valid_age": 6, "valid_bmi": 4})
     tables.silver_run("s1", "claims", ago(120), 1000, 1000, 0)
-    ensure_ops_table(tables.lake, settings.raw["monitoring"]["tables"]["quality"], SCHEMAS["quality"])
-    tables.write(settings.raw["monitoring"]["tables"]["quality"], SCHEMAS["quality"],
+    tables.write(settings.raw["monitoring"]["tables"]["quality"], MONITORING["quality"],
                  [("m0", ago(60), "overall", 0, 0, None, 0, 0, None, 0.995, False, "silver_runs")])
     # this window: patients clean; claims with 4 quarantined + 1 expired, 5 released from held
     tables.silver_run("s2", "patients", ago(10), 500, 500, 0)
