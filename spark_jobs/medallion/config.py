@@ -115,23 +115,6 @@ class Settings:
     def landing_file(self, entity: str) -> str:
         return self.raw["landing_files"][entity]
 
-    def hash_salt(self) -> str:
-        """The salt for tokenizing direct identifiers: from a secret, never from code outside local."""
-        var = self.env_cfg.get("hash_salt_env", "MEDALLION_HASH_SALT")
-        salt = os.environ.get(var)
-        if salt:
-            return salt
-        if self.env_cfg.get("allow_default_salt"):
-            return "local-development-salt-not-a-secret"
-        if self.target == "databricks" and self.env_cfg.get("secret_scope"):
-            from .governance import read_secret  # serverless runs read it from the secret scope
-            try:
-                return read_secret(self, "hash_salt")
-            except ConfigError as exc:
-                raise ConfigError(f"environment {self.env!r} needs a hash salt in ${var} or in its secret scope "
-                                  f"({exc}); refusing to start") from None
-        raise ConfigError(f"environment {self.env!r} needs a hash salt in ${var} (a secret); refusing to start")
-
 
 def load_settings(env: str | None = None, config_path: str | Path | None = None,
                   variables: dict[str, str] | None = None) -> Settings:

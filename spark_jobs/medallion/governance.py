@@ -1,25 +1,19 @@
-"""Governance on Unity Catalog: PHI column tags, who may read which layer, and secrets from a secret scope.
+"""Governance on Unity Catalog: PHI column tags and who may read which layer (secrets: `medallion.secrets`).
 
-Everything comes from `include/pipeline.yaml` → `governance` (and the environment's `secret_scope`); nothing here
-touches data, so nothing here can log a patient value.
+Everything comes from `include/pipeline.yaml` → `governance`; nothing here touches data, so nothing here can log a
+patient value.
 
 - `phi_statements(settings, table_key, table_ref)`: the SQL that marks a table's PHI columns — on Databricks
   `ALTER TABLE … ALTER COLUMN … SET TAGS ('phi' = 'true', 'phi_kind' = '<kind>')` plus a column COMMENT; on the
   local target only the COMMENT (open-source Delta has no tags). Idempotent: run it after creating a table.
 - `grant_statements(settings, table_key, table_ref)`: `GRANT SELECT` to the analysts group on the layers analysts
   may read (gold only); nothing for other layers. Unity Catalog only.
-- `read_secret(settings, name)`: a secret of the environment (`hash_salt`, `smtp_password`): from its environment
-  variable when set (local runs, job clusters whose spark_env_vars hold a `{{secrets/…}}` reference), otherwise
-  from the environment's Databricks secret scope through dbutils (serverless).
 """
 from __future__ import annotations
 
-import os
 from typing import Any, Mapping
 
 from .config import ConfigError, Settings
-
-SECRET_ENV_VARS = {"hash_salt": "MEDALLION_HASH_SALT", "smtp_password": "MEDALLION_SMTP_PASSWORD"}
 
 
 def _raw(settings_or_cfg: Settings | Mapping[str, Any]) -> Mapping[str, Any]:
@@ -129,33 +123,3 @@ def table_statements(settings_or_cfg: Settings | Mapping[str, Any], table_key: s
     """Everything governance wants run after a table is created: PHI tags/comments, then grants."""
     return phi_statements(settings_or_cfg, table_key, table_ref) + grant_statements(settings_or_cfg, table_key,
                                                                                     table_ref)
-
-
-def _dbutils():
-    try:
-        from databricks.sdk.runtime import dbutils  # present on Databricks compute (serverless and clusters)
-    except Exception as exc:  # off Databricks: the module is missing, or it finds no credentials
-        raise ConfigError(f"no Databricks secret scope reachable here ({type(exc).__name__})") from None
-    return dbutils
-
-
-def read_secret(settings: Settings, name: str, dbutils=None) -> str:
-    """A secret of the environment by its logical name (`hash_salt`, `smtp_password`). Never logged.
-
-    Environment variable first (`hash_salt_env` of the environment for the salt), then the environment's secret
-    scope (`secret_scope`, key from `secret_keys`).
-    """
-    var = settings.env_cfg.get("hash_salt_env", SECRET_ENV_VARS["hash_salt"]) if name == "hash_salt" \
-        else SECRET_ENV_VARS.get(name, f"MEDALLION_{name.upper()}")
-    value = os.environ.get(var)
-    if value:
-        return value
-    scope = settings.env_cfg.get("secret_scope")
-    key = (settings.env_cfg.get("secret_keys") or {}).get(name)
-    if not scope or not key:
-        raise ConfigError(f"environment {settings.env!r} has no secret {name!r}: set ${var} or "
-                          f"secret_scope/secret_keys.{name} in the config")
-    value = (dbutils or _dbutils()).secrets.get(scope=scope, key=key)
-    if not value:
-        raise ConfigError(f"secret {key!r} in scope {scope!r} is empty")
-    return value

@@ -19,6 +19,7 @@ from .config import ConfigError
 from .ops import OpsTable
 from .rules import failed_rules
 from .schemas import RESCUED, landing_columns, source_schema
+from .secrets import hash_salt
 from .soda_checks import raise_for_failures, run_scans
 
 ARRIVAL_ORDER = ["_ingested_at", "_source_file"]  # later arrival wins
@@ -158,7 +159,7 @@ class SilverBatch:
     def __init__(self, ctx: JobContext, entity: str, stats: dict):
         self.ctx, self.entity, self.stats = ctx, entity, stats
         self.lake = ctx.lakehouse
-        self.salt = ctx.settings.hash_salt()
+        self.salt = hash_salt(ctx.settings)
         self.silver = ctx.settings.table_name("silver", entity)
         self.quarantine = ctx.settings.table_name("quarantine", entity)
         self.held = ctx.settings.table_name("held", entity) if entity != "patients" else None
@@ -359,7 +360,7 @@ def record_run(ctx: JobContext, results: dict) -> str:
 
 
 def run(ctx: JobContext) -> dict:
-    ctx.settings.hash_salt()  # outside the local environment: no secret salt, no start
+    hash_salt(ctx.settings)  # outside the local environment: no secret salt, no start
     # patients first: claims and events are checked against silver_patients
     results = {entity: process(ctx, entity) for entity in selected_entities(ctx.args)}
     valid = sum(r["valid"] + r["released"] for r in results.values())

@@ -1,5 +1,5 @@
-"""Governance: PHI columns are tagged from config, every tagged column exists, analysts get gold only, secrets
-come from the environment's secret scope."""
+"""Governance: PHI columns are tagged from config, every tagged column exists, analysts get gold only, each
+Databricks environment names its own secret scope."""
 from __future__ import annotations
 
 import re
@@ -110,32 +110,6 @@ def test_unknown_tables_and_kinds_are_config_errors(cfg):
     bad = dict(cfg, governance={**cfg["governance"], "phi_columns": {"bronze.claims": {"claim_id": "secretish"}}})
     with pytest.raises(ConfigError, match="unknown PHI kinds"):
         governance.phi_statements(bad, "bronze.claims", "`t`")
-
-
-class FakeDbutils:
-    class secrets:  # noqa: N801 - mirrors dbutils.secrets
-        calls: list = []
-
-        @classmethod
-        def get(cls, scope, key):
-            cls.calls.append((scope, key))
-            return {("medallion-prod", "hash-salt"): "from-the-scope",
-                    ("medallion-prod", "smtp-password"): "smtp-from-the-scope"}.get((scope, key), "")
-
-
-def test_secrets_come_from_the_environment_then_from_the_secret_scope(monkeypatch):
-    FakeDbutils.secrets.calls = []
-    settings = load_settings("prod")
-    monkeypatch.setenv("MEDALLION_HASH_SALT", "from-the-cluster-env")
-    assert governance.read_secret(settings, "hash_salt", dbutils=FakeDbutils) == "from-the-cluster-env"
-    assert FakeDbutils.secrets.calls == []
-    monkeypatch.delenv("MEDALLION_HASH_SALT")
-    monkeypatch.delenv("MEDALLION_SMTP_PASSWORD", raising=False)
-    assert governance.read_secret(settings, "hash_salt", dbutils=FakeDbutils) == "from-the-scope"
-    assert governance.read_secret(settings, "smtp_password", dbutils=FakeDbutils) == "smtp-from-the-scope"
-    assert FakeDbutils.secrets.calls == [("medallion-prod", "hash-salt"), ("medallion-prod", "smtp-password")]
-    with pytest.raises(ConfigError, match="has no secret 'api_key'"):
-        governance.read_secret(settings, "api_key", dbutils=FakeDbutils)
 
 
 def test_each_databricks_environment_names_its_own_scope_and_keys(cfg):

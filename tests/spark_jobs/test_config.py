@@ -43,16 +43,6 @@ def test_unknown_environment_is_a_clear_error():
         load_settings("qa")
 
 
-def test_outside_local_a_job_refuses_to_start_without_a_secret_salt(monkeypatch):
-    monkeypatch.delenv("MEDALLION_HASH_SALT", raising=False)
-    with pytest.raises(ConfigError, match="needs a hash salt"):
-        load_settings("prod").hash_salt()
-    monkeypatch.setenv("MEDALLION_HASH_SALT", "s3cret")
-    assert load_settings("prod").hash_salt() == "s3cret"
-    monkeypatch.delenv("MEDALLION_HASH_SALT")
-    assert load_settings("local").hash_salt()  # local may use its documented development salt
-
-
 def test_missing_config_file_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="pipeline config not found"):
         load_settings(config_path=tmp_path / "nope.yaml")
@@ -66,18 +56,3 @@ def test_rule_placeholders_are_filled_from_ranges_and_vocabularies():
     bad = {"rules": {"patients": {"r": "x IN ({nope})"}}}
     with pytest.raises(ConfigError, match="no vocabulary"):
         rule_expressions(bad, "patients")
-
-
-def test_on_databricks_the_salt_comes_from_the_environments_secret_scope(monkeypatch):
-    from medallion import governance
-    monkeypatch.delenv("MEDALLION_HASH_SALT", raising=False)
-    asked = []
-
-    class Secrets:
-        def get(self, scope, key):
-            asked.append((scope, key))
-            return "salt-from-the-scope"
-
-    monkeypatch.setattr(governance, "_dbutils", lambda: type("DBUtils", (), {"secrets": Secrets()})())
-    assert load_settings("dev").hash_salt() == "salt-from-the-scope"
-    assert asked == [("medallion-dev", "hash-salt")]
