@@ -6,12 +6,13 @@ STAMP  := $(VENV)/.installed
 JARS   := .cache/ivy/.resolved
 export MEDALLION_HOME := $(CURDIR)
 
-.PHONY: run test test-fast bench up setup lock wheel clean help
+.PHONY: run test test-fast lint format bench up setup lock wheel clean help
 
 help:
 	@echo "make run    - set up, then run one hourly cycle through the five Airflow DAGs (local target)"
 	@echo "make test   - set up, then run the whole test suite"
 	@echo "make up     - start the Airflow components and keep them running (UI on http://127.0.0.1:8080)"
+	@echo "make lint   - ruff's linter and formatter check (settings in pyproject.toml); make format applies both"
 	@echo "make bench  - time the jobs and the whole cycle at the default volume and 10x it"
 	@echo "make lock   - re-resolve requirements.lock from requirements.txt"
 	@echo "make wheel  - build the Spark job wheel into dist/"
@@ -24,6 +25,14 @@ test: setup
 
 test-fast: setup
 	$(PY) -m pytest -m "not slow"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 bench: setup
 	$(PY) scripts/bench.py
