@@ -1,15 +1,17 @@
 """Alerts sent from Airflow: e-mails through the `smtp` connection named in include/pipeline.yaml.
 
-Alert texts carry counts, table names, file paths and reasons only — never a row value, so no patient data
-leaves the platform in an e-mail.
+Every alert e-mail (failed files, task failures, data-quality breaches, and the SLA misses of `deadlines`) is built
+with `html_table` and sent by a `notifier`, so they look alike and reach the same list the same way. Alert texts
+carry counts, table names, file paths and reasons only — never a row value, so no patient data leaves the platform
+in an e-mail.
 """
 from __future__ import annotations
 
 import html
-import json
 import logging
-from typing import Any
+from typing import Any, Iterable, Sequence
 
+from medallion.cli import last_summary
 from medallion_airflow import settings
 
 log = logging.getLogger(__name__)
@@ -20,24 +22,32 @@ def alert_config() -> dict[str, Any]:
     return {"to": list(af["alert_emails"]), "from_email": af["alert_from"], "smtp_conn_id": af["smtp_conn_id"]}
 
 
-def send_email(subject: str, body_html: str, context: dict | None = None) -> None:
-    """Send one alert e-mail with the provider's SmtpNotifier (connection from config, recipients from config)."""
+def notifier(subject: str, body_html: str):
+    """The provider's SmtpNotifier for one alert e-mail: connection, sender and recipients from config."""
     from airflow.providers.smtp.notifications.smtp import SmtpNotifier
     cfg = alert_config()
-    SmtpNotifier(to=cfg["to"], from_email=cfg["from_email"], smtp_conn_id=cfg["smtp_conn_id"],
-                 subject=subject, html_content=body_html).notify(context or {})
+    return SmtpNotifier(to=cfg["to"], from_email=cfg["from_email"], smtp_conn_id=cfg["smtp_conn_id"],
+                        subject=subject, html_content=body_html)
 
 
-def summary_from_logs(logs: str) -> dict | None:
-    """A job's run summary is the last JSON line it printed (the job contract)."""
-    for line in reversed((logs or "").splitlines()):
-        line = line.strip()
-        if line.startswith("{"):
-            try:
-                return json.loads(line)
-            except ValueError:
-                continue
-    return None
+def send_email(subject: str, body_html: str, context: dict | None = None) -> None:
+    """Send one alert e-mail (from a task; the triggerer awaits `notifier(...).async_notify`)."""
+    notifier(subject, body_html).notify(context or {})
+
+
+def html_table(rows: Iterable[Sequence[Any]], header: Sequence[str] | None = None) -> str:
+    """An e-mail's table, every cell escaped. With `header`: a header row, then one row per item; without: one
+    `label | value` row per item, the label as the row's header."""
+    def cell(tag: str, value: Any) -> str:
+        return f"<{tag}>{html.escape(str(value))}</{tag}>"
+
+    if header is None:
+        body = "".join(f"<tr><th align='left'>{html.escape(str(label))}</th>{cell('td', value)}</tr>"
+                       for label, value in rows)
+    else:
+        body = ("<tr>" + "".join(cell("th", h) for h in header) + "</tr>"
+                + "".join("<tr>" + "".join(cell("td", c) for c in row) + "</tr>" for row in rows))
+    return f"<table border='1' cellpadding='4'>{body}</table>"
 
 
 def job_summary(xcom_value: Any, conn_id: str | None = None) -> dict | None:
@@ -55,7 +65,15 @@ def job_summary(xcom_value: Any, conn_id: str | None = None) -> dict | None:
     hook = DatabricksHook(conn_id or settings.pipeline_config()["databricks"]["connection_id"])
     run = hook.get_run(int(xcom_value))
     task_run_id = (run.get("tasks") or [{}])[0].get("run_id", int(xcom_value))
-    return summary_from_logs(hook.get_run_output(task_run_id).get("logs", ""))
+    return last_summary(hook.get_run_output(task_run_id).get("logs", ""))
+
+
+def summary_to_check(xcom_value: Any, job: str) -> dict | None:
+    """The run summary an alert task checks; None (and a warning in the task log) when the job left none."""
+    summary = job_summary(xcom_value)
+    if summary is None:
+        log.warning("no %s run summary to check", job)
+    return summary
 
 
 def unreadable_files_email(summary: dict, dag_id: str, run_id: str) -> tuple[str, str] | None:
@@ -68,30 +86,34 @@ def unreadable_files_email(summary: dict, dag_id: str, run_id: str) -> tuple[str
     if not rows:
         return None
     subject = f"[medallion] {len(rows)} landing file(s) could not be read by bronze ({dag_id})"
-    cells = "".join(f"<tr><td>{html.escape(t)}</td><td>{html.escape(p)}</td><td>{html.escape(s)}</td>"
-                    f"<td>{html.escape(r)}</td></tr>" for t, p, s, r in rows)
     body = (f"<p>Bronze run <code>{html.escape(run_id)}</code> of <b>{html.escape(dag_id)}</b> ingested every "
             f"other file; these were recorded in <code>ops_bronze_files</code> and need a look:</p>"
-            f"<table border='1' cellpadding='4'><tr><th>table</th><th>file (under landing/)</th><th>status</th>"
-            f"<th>reason</th></tr>{cells}</table>"
-            "<p>Re-deliver a repaired copy under a new landing folder to ingest it.</p>")
+            + html_table(rows, header=("table", "file (under landing/)", "status", "reason"))
+            + "<p>Re-deliver a repaired copy under a new landing folder to ingest it.</p>")
     return subject, body
 
 
 def alert_unreadable_files(xcom_value: Any, dag_id: str, run_id: str) -> list[str]:
     """Task body after bronze: e-mail the failed-file alert if bronze met a file it could not read."""
-    summary = job_summary(xcom_value)
+    summary = summary_to_check(xcom_value, "bronze")
+    files = list((summary or {}).get("unreadable_files") or [])
+    sent = send_alert(summary, unreadable_files_email, dag_id, run_id, quiet="every landing file was readable",
+                      sending=f"bronze could not read {len(files)} file(s); sending the failed-file alert")
+    return files if sent else []
+
+
+def send_alert(summary: dict | None, build, dag_id: str, run_id: str, *, quiet: str, sending: str) -> bool:
+    """E-mail what `build(summary, dag_id, run_id)` makes of a run summary, if anything; the task log says which
+    (`quiet` or `sending`). Whether an e-mail went out."""
     if summary is None:
-        log.warning("no bronze run summary to check")
-        return []
-    message = unreadable_files_email(summary, dag_id, run_id)
+        return False
+    message = build(summary, dag_id, run_id)
     if message is None:
-        log.info("every landing file was readable")
-        return []
-    files = list(summary.get("unreadable_files") or [])
-    log.warning("bronze could not read %d file(s); sending the failed-file alert", len(files))
+        log.info("%s", quiet)
+        return False
+    log.warning("%s", sending)
     send_email(*message)
-    return files
+    return True
 
 
 # --------------------------------------------------------------------------------------------- task failures
@@ -111,11 +133,10 @@ def task_failure_email(context: dict) -> tuple[str, str]:
     log_url = getattr(ti, "log_url", None)
     rows = [("DAG", dag_id), ("task", task_id), ("run", run_id), ("try", getattr(ti, "try_number", None)),
             ("error type", kind)]
-    cells = "".join(f"<tr><th align='left'>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
     link = f"<p><a href='{html.escape(log_url)}'>Task log</a> (the job's reason is its last ERROR line).</p>" \
         if log_url else "<p>The task log holds the job's reason (its last ERROR line).</p>"
     body = (f"<p>Task <b>{html.escape(task_id)}</b> of <b>{html.escape(dag_id)}</b> failed after its retries.</p>"
-            f"<table border='1' cellpadding='4'>{cells}</table>{link}")
+            + html_table(rows) + link)
     return subject, body
 
 
@@ -147,31 +168,23 @@ def quality_breach_email(summary: dict, dag_id: str, run_id: str) -> tuple[str, 
         return None
     kinds = sorted({KIND_TITLES.get(b["kind"], b["kind"]) for b in new})
     subject = f"[medallion] data-quality breach: {', '.join(kinds)} ({len(new)} new, monitoring run {run_id})"
-    cells = "".join(
-        f"<tr><td>{html.escape(KIND_TITLES.get(b['kind'], b['kind']))}</td><td>{html.escape(str(b['subject']))}</td>"
-        f"<td>{html.escape(str(b['detail']))}</td><td>{'new' if b.get('new') else 'ongoing'}</td></tr>" for b in found)
+    rows = [(KIND_TITLES.get(b["kind"], b["kind"]), b["subject"], b["detail"], "new" if b.get("new") else "ongoing")
+            for b in found]
     score, target = summary.get("quality_score"), summary.get("target_score")
     score_text = "n/a" if score is None else f"{score:.4%}"
     target_text = "" if target is None else f" (target {target:.2%})"
     body = (f"<p>Monitoring run <code>{html.escape(run_id)}</code> of <b>{html.escape(dag_id)}</b>: overall quality "
             f"score {score_text}{target_text}.</p>"
-            f"<table border='1' cellpadding='4'><tr><th>breach</th><th>where</th><th>measured</th><th></th></tr>"
-            f"{cells}</table><p>Figures are in the ops_* tables; the quality dashboard is linked from the Airflow UI "
-            f"(Browse &rarr; Quality dashboard).</p>")
+            + html_table(rows, header=("breach", "where", "measured", ""))
+            + "<p>Figures are in the ops_* tables; the quality dashboard is linked from the Airflow UI "
+            "(Browse &rarr; Quality dashboard).</p>")
     return subject, body
 
 
 def alert_quality_breaches(xcom_value: Any, dag_id: str, run_id: str) -> list[str]:
     """Task body after the monitor job: e-mail when it found a new data-quality breach."""
-    summary = job_summary(xcom_value)
-    if summary is None:
-        log.warning("no monitoring run summary to check")
-        return []
-    message = quality_breach_email(summary, dag_id, run_id)
-    found = [f"{b['kind']}: {b['subject']}" for b in summary.get("breaches") or []]
-    if message is None:
-        log.info("no new data-quality breach (%d open)", len(found))
-        return []
-    log.warning("data-quality breach(es): %s; sending the e-mail", "; ".join(found))
-    send_email(*message)
-    return found
+    summary = summary_to_check(xcom_value, "monitoring")
+    found = [f"{b['kind']}: {b['subject']}" for b in (summary or {}).get("breaches") or []]
+    sent = send_alert(summary, quality_breach_email, dag_id, run_id, quiet=f"no new data-quality breach ({len(found)} open)",
+                      sending=f"data-quality breach(es): {'; '.join(found)}; sending the e-mail")
+    return found if sent else []

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from medallion_airflow import settings
+from medallion_airflow.alerts import html_table, notifier
 
 log = logging.getLogger(__name__)
 
@@ -43,18 +44,14 @@ def sla_miss_email(dag_run: dict, deadline: dict, sla_minutes: float) -> tuple[s
     rows = [("DAG", dag_id), ("run", run_id), ("state at the deadline", state), ("queued at", dag_run.get("queued_at")),
             ("deadline", deadline_at.isoformat() if deadline_at else None), ("SLA (minutes after queued)", sla_minutes),
             ("run type", dag_run.get("run_type"))]
-    cells = "".join(f"<tr><th align='left'>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
     body = (f"<p>The run <code>{html.escape(str(run_id))}</code> of <b>{html.escape(str(dag_id))}</b> was not done "
-            f"by its deadline.</p><table border='1' cellpadding='4'>{cells}</table>"
-            "<p>Open the run in the Airflow UI to see which task is slow or waiting.</p>")
+            f"by its deadline.</p>" + html_table(rows)
+            + "<p>Open the run in the Airflow UI to see which task is slow or waiting.</p>")
     return subject, body
 
 
 async def sla_missed(context: dict | None = None, dag_id: str | None = None, sla_minutes: float | None = None) -> str:
     """AsyncCallback of every DAG's Deadline Alert (runs in the triggerer): e-mail the on-call list."""
-    from airflow.providers.smtp.notifications.smtp import SmtpNotifier
-
-    from medallion_airflow.alerts import alert_config
     context = context or {}
     dag_run = dict(context.get("dag_run") or {})
     dag_run.setdefault("dag_id", dag_id)
@@ -63,10 +60,7 @@ async def sla_missed(context: dict | None = None, dag_id: str | None = None, sla
         log.info("run %s of %s failed before its deadline; the task-failure e-mail covered it",
                  dag_run.get("dag_run_id"), dag_run.get("dag_id"))
         return "skipped: the run failed before its deadline"
-    cfg = alert_config()
-    notifier = SmtpNotifier(to=cfg["to"], from_email=cfg["from_email"], smtp_conn_id=cfg["smtp_conn_id"],
-                            subject=message[0], html_content=message[1])
-    await notifier.async_notify(context)
+    await notifier(*message).async_notify(context)
     log.warning("SLA-miss e-mail sent: %s", message[0])
     return message[0]
 

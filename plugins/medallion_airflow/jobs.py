@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import os
 import shutil
 import signal
@@ -29,7 +28,7 @@ from typing import Any, Sequence
 
 from airflow.sdk import BaseOperator
 
-from medallion.cli import CONFIG_VARIABLE_FLAGS
+from medallion.cli import CONFIG_VARIABLE_FLAGS, parse_summary
 from medallion_airflow import settings
 
 JOBS = ("generate", "bronze", "silver", "gold", "monitor")
@@ -204,11 +203,7 @@ class LocalSparkJobOperator(BaseOperator):
                 line = line.rstrip("\n")
                 tail.append(line)
                 self.log.info("%s", line)
-                if line.startswith("{") and '"job"' in line:
-                    try:
-                        summary = json.loads(line)
-                    except ValueError:
-                        pass
+                summary = parse_summary(line) or summary
             code = self._proc.wait()
         finally:
             self._terminate()

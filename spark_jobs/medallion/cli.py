@@ -3,6 +3,8 @@
 A job module defines `add_arguments(parser)` (optional) and `run(ctx) -> dict`; `main()` in that module calls
 `run_job(...)`. The last line a job prints on stdout is its run summary as JSON; on failure the job prints
 `ERROR: <reason>` on stderr and exits 1. Nothing here logs row values, so no patient data reaches a log.
+Whoever reads a job's output back (the Airflow operator, the alert tasks) finds the summary with `parse_summary` /
+`last_summary`, kept here beside the code that prints it.
 """
 from __future__ import annotations
 
@@ -162,3 +164,24 @@ def entry(job: str, run, add_arguments=None) -> Callable[[list[str] | None], Non
     def main(argv: list[str] | None = None) -> None:
         sys.exit(run_job(job, run, add_arguments, argv))
     return main
+
+
+def parse_summary(line: str) -> dict | None:
+    """The run summary if `line` is one: a JSON object naming its job (what `run_job` prints last), else None."""
+    line = (line or "").strip()
+    if not line.startswith("{"):
+        return None
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) and "job" in value else None
+
+
+def last_summary(output: str) -> dict | None:
+    """The run summary in a job's output (stdout, or a task log holding it): its last summary line."""
+    for line in reversed((output or "").splitlines()):
+        summary = parse_summary(line)
+        if summary is not None:
+            return summary
+    return None

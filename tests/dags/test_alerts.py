@@ -1,6 +1,7 @@
 """The failed-file alert: an e-mail through the smtp connection when bronze met an unreadable landing file."""
 from __future__ import annotations
 
+from medallion.cli import last_summary
 from medallion_airflow import alerts
 
 
@@ -38,6 +39,6 @@ def test_no_email_when_every_file_was_read(inbox):
 
 def test_the_summary_of_a_databricks_run_is_the_last_json_line_of_its_output():
     logs = "starting\n{\"not\": \"it\"}\nINFO done\n{\"job\": \"bronze\", \"status\": \"success\"}\n"
-    assert alerts.summary_from_logs(logs) == {"job": "bronze", "status": "success"}
-    assert alerts.summary_from_logs("no summary here") is None
+    assert last_summary(logs) == {"job": "bronze", "status": "success"}
+    assert last_summary("no summary here") is None
     assert alerts.job_summary({"job": "bronze", "tables": {}}) == {"job": "bronze", "tables": {}}

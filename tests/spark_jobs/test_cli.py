@@ -1,0 +1,23 @@
+"""The job contract's summary line: what `run_job` prints last is what its readers (operator, alerts) parse."""
+from __future__ import annotations
+
+from medallion.cli import JobError, last_summary, parse_summary, run_job
+
+
+def test_a_summary_line_is_a_json_object_naming_its_job():
+    assert parse_summary('{"job": "bronze", "status": "success"}\n') == {"job": "bronze", "status": "success"}
+    for line in ('{"not": "a summary"}', "{broken", '["job"]', 'INFO {"job": "bronze"}', "", None):
+        assert parse_summary(line) is None, line
+
+
+def test_what_a_job_prints_last_is_the_summary_its_readers_find(capsys):
+    assert run_job("probe", lambda ctx: {"rows": 3}, argv=["--run-id", "r1"]) == 0
+    ok = last_summary("log line\n" + capsys.readouterr().out + "INFO after\n")
+    assert (ok["job"], ok["status"], ok["run_id"], ok["rows"]) == ("probe", "success", "r1", 3)
+
+    def fail(ctx):
+        raise JobError("no landing folder")
+
+    assert run_job("probe", fail, argv=[]) == 1
+    failed = last_summary(capsys.readouterr().out)
+    assert (failed["status"], failed["reason"]) == ("failed", "no landing folder")
