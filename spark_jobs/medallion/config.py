@@ -73,7 +73,12 @@ class Settings:
         """A storage location of this environment (landing, checkpoints, ...), placeholders resolved."""
         if key not in self.env_cfg:
             raise ConfigError(f"environment {self.env!r} has no location {key!r}")
-        value = str(self.env_cfg[key])
+        return self.resolve_path(self.env_cfg[key])
+
+    def resolve_path(self, template: Any) -> str:
+        """A path written in the config: `{placeholders}` filled from the environment's entry; a relative local path
+        is relative to the project root."""
+        value = str(template)
         for _ in range(3):
             value = value.format(**{k: v for k, v in self.env_cfg.items() if isinstance(v, str)})
         if self.is_local:

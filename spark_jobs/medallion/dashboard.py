@@ -15,7 +15,6 @@ import html
 import os
 import tempfile
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22"]
@@ -24,15 +23,8 @@ RED, GREY, AMBER = "#d62728", "#888888", "#e6a700"
 
 # ------------------------------------------------------------------------------------------------ location
 def dashboard_path(settings) -> str:
-    """Where the page lives for this environment (`dashboard.path.<target>`)."""
-    template = str(settings.raw["dashboard"]["path"][settings.target])
-    values = {k: v for k, v in settings.env_cfg.items() if isinstance(v, str)}
-    for _ in range(3):
-        template = template.format(**values)
-    if settings.is_local:
-        p = Path(template)
-        template = str(p if p.is_absolute() else (settings.root / p).resolve())
-    return template
+    """Where the page lives for this environment (`dashboard.path.<target>`, resolved like every configured path)."""
+    return settings.resolve_path(settings.raw["dashboard"]["path"][settings.target])
 
 
 def write(settings, data: dict) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -34,28 +33,11 @@ def interval_tag(start: datetime) -> str:
 
 
 def _publish(ctx: JobContext, staged_dir: str, final_path: str) -> None:
-    """Move the single part file Spark wrote into its final landing name (atomic rename locally)."""
-    if ctx.settings.is_local:
-        parts = sorted(f for f in os.listdir(staged_dir) if f.startswith("part-") and f.endswith(".txt"))
-        if len(parts) != 1:
-            raise JobError(f"expected one staged part file, found {len(parts)}")
-        os.makedirs(os.path.dirname(final_path), exist_ok=True)
-        os.replace(os.path.join(staged_dir, parts[0]), final_path)
-        shutil.rmtree(staged_dir, ignore_errors=True)
-        return
-    jvm = ctx.spark.sparkContext._jvm
-    conf = ctx.spark.sparkContext._jsc.hadoopConfiguration()
-    src_dir = jvm.org.apache.hadoop.fs.Path(staged_dir)
-    fs = src_dir.getFileSystem(conf)
-    parts = [s.getPath() for s in fs.listStatus(src_dir) if s.getPath().getName().startswith("part-")]
-    if len(parts) != 1:
-        raise JobError(f"expected one staged part file, found {len(parts)}")
-    dst = jvm.org.apache.hadoop.fs.Path(final_path)
-    fs.mkdirs(dst.getParent())
-    fs.delete(dst, False)
-    if not fs.rename(parts[0], dst):
-        raise JobError(f"could not move staged file to {final_path}")
-    fs.delete(src_dir, True)
+    """Move the single part file Spark wrote into its final landing name (see `Lakehouse.publish_file`)."""
+    try:
+        ctx.lakehouse.publish_file(staged_dir, final_path)
+    except RuntimeError as exc:
+        raise JobError(str(exc)) from None
 
 
 MANIFEST = "manifest.json"

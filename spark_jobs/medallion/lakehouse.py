@@ -1,10 +1,12 @@
-"""Where tables live and how they are written: Unity Catalog names on Databricks, Delta paths locally.
+"""Where tables, views and published files live and how they are written: Unity Catalog names on Databricks, Delta
+paths (and temporary views, plain files) locally.
 
 Every job goes through this module, so the rest of the code never branches on the target.
 """
 from __future__ import annotations
 
 import os
+import shutil
 
 from delta.tables import DeltaTable
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -39,6 +41,18 @@ class Lakehouse:
 
     def checkpoint(self, name: str) -> str:
         return os.path.join(self.settings.location("checkpoints"), name)
+
+    def view_ref(self, name: str) -> str:
+        """How SQL names a view: `catalog`.`schema`.`name` in Unity Catalog; locally, where there is no metastore,
+        the bare name of a temporary view of the session."""
+        if self.settings.is_local:
+            return name
+        return f"`{self.settings.catalog}`.`{self.settings.schema}`.`{name}`"
+
+    def create_view_statement(self, name: str, query: str) -> str:
+        """The SQL that (re)creates a view: persistent in Unity Catalog, a temporary view of the session locally."""
+        kind = "TEMPORARY VIEW" if self.settings.is_local else "VIEW"
+        return f"CREATE OR REPLACE {kind} {self.view_ref(name)} AS {query}"
 
     # ---- reading ----------------------------------------------------------------------------
     def exists(self, table: str) -> bool:
@@ -152,6 +166,32 @@ class Lakehouse:
 
     def reset_checkpoint(self, name: str) -> None:
         self._delete_path(self.checkpoint(name))
+
+    # ---- files ------------------------------------------------------------------------------
+    def publish_file(self, staged_dir: str, final_path: str) -> None:
+        """Move the one part file Spark wrote into `staged_dir` to `final_path` (readers never see half a file: an
+        atomic rename locally, the file system's rename elsewhere) and remove the staging folder. RuntimeError when
+        there is not exactly one part file or the move fails."""
+        if self.settings.is_local:
+            parts = sorted(f for f in os.listdir(staged_dir) if f.startswith("part-") and f.endswith(".txt"))
+            if len(parts) != 1:
+                raise RuntimeError(f"expected one staged part file, found {len(parts)}")
+            os.makedirs(os.path.dirname(final_path), exist_ok=True)
+            os.replace(os.path.join(staged_dir, parts[0]), final_path)
+            shutil.rmtree(staged_dir, ignore_errors=True)
+            return
+        jvm = self.spark.sparkContext._jvm
+        src_dir = jvm.org.apache.hadoop.fs.Path(staged_dir)
+        fs = src_dir.getFileSystem(self.spark.sparkContext._jsc.hadoopConfiguration())
+        parts = [s.getPath() for s in fs.listStatus(src_dir) if s.getPath().getName().startswith("part-")]
+        if len(parts) != 1:
+            raise RuntimeError(f"expected one staged part file, found {len(parts)}")
+        dst = jvm.org.apache.hadoop.fs.Path(final_path)
+        fs.mkdirs(dst.getParent())
+        fs.delete(dst, False)
+        if not fs.rename(parts[0], dst):
+            raise RuntimeError(f"could not move staged file to {final_path}")
+        fs.delete(src_dir, True)
 
     def _delete_path(self, path: str) -> None:
         jvm = self.spark.sparkContext._jvm

@@ -8,8 +8,6 @@ Rates are shares of all claims in the group (a claim is *approved* when its late
 """
 from __future__ import annotations
 
-from pyspark.sql import DataFrame
-
 from . import governance
 from .lakehouse import Lakehouse
 
@@ -75,20 +73,13 @@ def _sources(lake: Lakehouse) -> dict[str, str]:
             "fact_medical_events": lake.ref(s.table_name("gold", "medical_events"))}
 
 
-def view_ref(lake: Lakehouse, name: str) -> str:
-    """How SQL names the view: `catalog`.`schema`.`name` on Databricks, the bare temporary view name locally."""
-    return name if lake.settings.is_local else f"`{lake.settings.catalog}`.`{lake.settings.schema}`.`{name}`"
-
-
 def statements(lake: Lakehouse) -> list[str]:
     """The SQL that (re)creates every view, and on Unity Catalog grants analysts SELECT on it."""
     sources = _sources(lake)
     out = []
     for name, body in VIEWS.items():
-        ref = view_ref(lake, name)
-        kind = "TEMPORARY VIEW" if lake.settings.is_local else "VIEW"
-        out.append(f"CREATE OR REPLACE {kind} {ref} AS {body.format(**sources).strip()}")
-        out += governance.grant_statements(lake.settings, "gold.patients", ref)  # gold's readers read the views
+        out.append(lake.create_view_statement(name, body.format(**sources).strip()))
+        out += governance.grant_statements(lake.settings, "gold.patients", lake.view_ref(name))  # gold's readers
     return out
 
 
@@ -96,8 +87,4 @@ def register(lake: Lakehouse) -> list[str]:
     """Create (or replace) the metric views; returns their names as SQL refers to them."""
     for statement in statements(lake):
         lake.spark.sql(statement)
-    return [view_ref(lake, name) for name in VIEWS]
-
-
-def read(lake: Lakehouse, name: str) -> DataFrame:
-    return lake.spark.table(view_ref(lake, name))
+    return [lake.view_ref(name) for name in VIEWS]

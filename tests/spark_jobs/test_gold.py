@@ -157,7 +157,7 @@ def test_gold_matches_the_generators_ground_truth_over_several_hours(run_job, sp
     # the metric views agree with the landing files
     lake = Lakehouse(spark, settings)
     views.register(lake)
-    monthly = {r.claim_month: r for r in views.read(lake, "gold_claims_monthly").collect()}
+    monthly = {r.claim_month: r for r in spark.table(lake.view_ref("gold_claims_monthly")).collect()}
     by_month = defaultdict(list)
     for c in claims.values():
         by_month[c["claim_date"][:7]].append(c)
@@ -168,12 +168,12 @@ def test_gold_matches_the_generators_ground_truth_over_several_hours(run_job, sp
         assert m.claimed_amount == pytest.approx(sum(float(c["claim_amount"]) for c in rows), abs=0.011)
         assert m.denial_rate == round(sum(c["claim_status"] == "DENIED" for c in rows) / len(rows), 4)
         assert m.approval_rate == round(sum(c["claim_status"] in ("APPROVED", "PAID") for c in rows) / len(rows), 4)
-    per_patient = {r.patient_id: r for r in views.read(lake, "gold_patient_metrics").collect()}
+    per_patient = {r.patient_id: r for r in spark.table(lake.view_ref("gold_patient_metrics")).collect()}
     assert set(per_patient) == set(truth)
     n_claims = defaultdict(int)
     for c in claims.values():
         n_claims[c["patient_id"]] += 1
     assert all(per_patient[pid].claims == n_claims.get(pid, 0) for pid in truth)
-    plan = views.read(lake, "gold_claims_by_plan_month")
+    plan = spark.table(lake.view_ref("gold_claims_by_plan_month"))
     assert plan.agg(F.sum("claims")).first()[0] == len(claims)
 
