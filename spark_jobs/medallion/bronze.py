@@ -27,6 +27,7 @@ import time
 import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import NamedTuple
 from urllib.parse import unquote, urlparse
 
 from pyspark.sql import DataFrame, Observation
@@ -283,9 +284,21 @@ def with_metadata(ctx: JobContext, df: DataFrame) -> DataFrame:
 
 # ---- the shared sink ----------------------------------------------------------------------------------------
 
+class Landed(NamedTuple):
+    """What one landing file put in the bronze table in one batch."""
+    rows: int
+    rescued: int
+    modified: datetime | None = None
+
+
 @dataclass
 class BronzeSink:
-    """foreachBatch handler: append a micro-batch exactly once and account for every file in it."""
+    """foreachBatch handler: append a micro-batch exactly once and account for every file in it.
+
+    One batch: `prepare` the rows, `write` them (per-file figures counted during the write where it can),
+    `count_landed` what the commit added when they were not, `file_records` (one ops row per file, with its status),
+    then `account` for them in the job's summary and log.
+    """
     ctx: JobContext
     entity: str
     table: str
@@ -296,11 +309,16 @@ class BronzeSink:
     files: list[dict] = field(default_factory=list)
     _app_id: str | None = None
 
+    @property
+    def local(self) -> bool:
+        """Locally the file-stream source's log lists the batch's files and bronze reads them itself."""
+        return self.ctx.settings.is_local
+
     def app_id(self, spark) -> str:
         """The streaming query's id (kept in its checkpoint): stable across restarts, new for a new checkpoint."""
         if self._app_id is None:
             path = os.path.join(self.checkpoint, "metadata")
-            if self.ctx.settings.is_local:  # a plain file: no Spark job for one line
+            if self.local:  # a plain file: no Spark job for one line
                 with open(local_path(path), encoding="utf-8") as fh:
                     meta = fh.readline()
             else:
@@ -314,70 +332,103 @@ class BronzeSink:
         return path[len(landing):] if path.startswith(landing) else path
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        spark = batch.sparkSession
-        lake = self.ctx.lakehouse
-        local = self.ctx.settings.is_local
-        listed = batch_files_from_log(self.checkpoint, batch_id) if local else {}
+        listed = batch_files_from_log(self.checkpoint, batch_id) if self.local else {}
+        rows = self.prepare(batch, listed)
+        started = time.perf_counter()
+        txn = (self.app_id(batch.sparkSession), batch_id)
+        before, after, observed = self.write(rows, batch_id, listed, txn)
+        written_s = time.perf_counter() - started
+        landed = observed if observed is not None else self.count_landed(batch, listed, before, after)
+        replayed = after == before and bool(landed)
+        records = self.file_records(batch_id, listed, landed)
+        self.file_log.append(records, txn=txn)
+        self.account(batch_id, records, replayed, written_s, time.perf_counter() - started - written_s)
+
+    def prepare(self, batch: DataFrame, listed: dict[str, int | None]) -> DataFrame:
+        """The batch as bronze stores it: locally, files the fast line reader gets wrong read again; rows holding
+        bytes that are not UTF-8 marked as rescued; pipeline metadata and lineage added."""
         invalid_utf8 = True  # Auto Loader: check every row
-        if local:
-            batch, invalid_utf8 = align_files(spark, batch, self.entity, listed)
+        if self.local:
+            batch, invalid_utf8 = align_files(batch.sparkSession, batch, self.entity, listed)
         if invalid_utf8:
             batch = flag_invalid_encoding(batch, self.entity)
         columns = [f.name for f in bronze_table_schema(self.entity).fields]
-        rows = with_metadata(self.ctx, batch).select(*columns)
-        started = time.perf_counter()
+        return with_metadata(self.ctx, batch).select(*columns)
+
+    def write(self, rows: DataFrame, batch_id: int, listed: dict[str, int | None],
+              txn: tuple[str, int]) -> tuple[int, int, dict[str, Landed] | None]:
+        """Append exactly once; returns the table's versions before and after, and the per-file figures when they
+        were counted during the write (a few listed files, and the write committed), else None."""
+        lake = self.ctx.lakehouse
         observation = None
         if 0 < len(listed) <= OBSERVE_MAX_FILES:  # per-file figures counted while writing: no second pass
             observation = Observation(f"bronze_{self.entity}_{batch_id}")
             rows = rows.observe(observation, *file_metrics(listed))
-        txn = (self.app_id(spark), batch_id)
         before = lake.version(self.table)
         lake.append(rows, self.table, txn=txn)
         after = lake.version(self.table)
-        written_s = time.perf_counter() - started
-        if after > before and observation is not None:
-            metrics = observation.get
-            stats = {p: (metrics[f"rows_{i}"], metrics[f"rescued_{i}"], None) for i, p in enumerate(listed)
-                     if metrics[f"rows_{i}"]}
+        if after == before or observation is None:
+            return before, after, None
+        metrics = observation.get
+        return before, after, {path: Landed(metrics[f"rows_{i}"], metrics[f"rescued_{i}"])
+                               for i, path in enumerate(listed) if metrics[f"rows_{i}"]}
+
+    def count_landed(self, batch: DataFrame, listed: dict[str, int | None], before: int,
+                     after: int) -> dict[str, Landed]:
+        """Per-file figures read back from the table (two columns)."""
+        lake = self.ctx.lakehouse
+        if after > before:  # many files, or Auto Loader: count what the commit just added
+            landed = lake.read_changes(self.table, before + 1, after)
         else:
-            if after > before:  # many files, or Auto Loader: count what the commit just added (two columns)
-                landed = lake.read_changes(self.table, before + 1, after)
-            else:
-                # Delta skipped the write: this (txnAppId, txnVersion) was committed by a run that died before
-                # its checkpoint commit, so the rows are in the table already (or the batch was empty)
-                files = list(listed) or [r[0] for r in batch.select("_source_file").distinct().collect()]
-                landed = lake.read(self.table).where(F.col("_source_file").isin(path_variants(files)))
-            stats = {local_path(r["_source_file"]): (r["rows"], r["rescued"], r["modified"])
-                     for r in landed.groupBy("_source_file").agg(
-                         F.count(F.lit(1)).alias("rows"), F.count(RESCUED).alias("rescued"),
-                         F.max("_source_modified_at").alias("modified")).collect()}
-        replayed = after == before and bool(stats)
+            # Delta skipped the write: this (txnAppId, txnVersion) was committed by a run that died before
+            # its checkpoint commit, so the rows are in the table already (or the batch was empty)
+            files = list(listed) or [r[0] for r in batch.select("_source_file").distinct().collect()]
+            landed = lake.read(self.table).where(F.col("_source_file").isin(path_variants(files)))
+        return {local_path(r["_source_file"]): Landed(r["rows"], r["rescued"], r["modified"])
+                for r in landed.groupBy("_source_file").agg(
+                    F.count(F.lit(1)).alias("rows"), F.count(RESCUED).alias("rescued"),
+                    F.max("_source_modified_at").alias("modified")).collect()}
+
+    def file_status(self, path: str, rows: int) -> tuple[str, str | None]:
+        """ingested; partial (a compressed file damaged after some rows); or why a file gave no rows."""
+        if rows:
+            reason = verify_compressed(path) if self.local else None
+            return ("partial" if reason else "ingested"), reason
+        return probe(path) if self.local else ("unreadable", "no rows")
+
+    def file_records(self, batch_id: int, listed: dict[str, int | None],
+                     landed: dict[str, Landed]) -> list[dict]:
+        """One `ops_bronze_files` row per file of the batch (listed by the source's log, or found in the table)."""
         now = datetime.now(timezone.utc)
+        table = self.ctx.lakehouse.display_name(self.table)
         records = []
-        for path in sorted(set(listed) | set(stats)):
-            n, rescued, modified = stats.get(path, (0, 0, None))
-            if n:
-                reason = verify_compressed(path) if local else None
-                status = "partial" if reason else "ingested"
-            else:
-                status, reason = probe(path) if local else ("unreadable", "no rows")
+        for path in sorted(set(listed) | set(landed)):
+            rows, rescued, modified = landed.get(path, Landed(0, 0))
+            status, reason = self.file_status(path, rows)
             if listed.get(path):
                 modified = datetime.fromtimestamp(listed[path] / 1000, timezone.utc)
-            records.append((self.ctx.run_id, batch_id, lake.display_name(self.table), self.relative(path), modified,
-                            status, int(n), int(rescued), reason, now))
-        self.file_log.append(records, txn=txn)
+            records.append({"run_id": self.ctx.run_id, "batch_id": batch_id, "table_name": table,
+                            "file_path": self.relative(path), "file_modified_at": modified, "status": status,
+                            "rows": int(rows), "rescued_rows": int(rescued), "reason": reason, "recorded_at": now})
+        return records
+
+    def account(self, batch_id: int, records: list[dict], replayed: bool, written_s: float,
+                accounting_s: float) -> None:
+        """The batch's files in the job's summary (a replayed batch's rows were counted by the run that wrote them)
+        and its one log line; file paths and counts only."""
         for rec in records:
-            entry_ = {"file": rec[3], "status": rec[5], "rows": rec[6], "rescued_rows": rec[7]}
-            if rec[8]:
-                entry_["reason"] = rec[8]
+            entry_ = {"file": rec["file_path"], "status": rec["status"], "rows": rec["rows"],
+                      "rescued_rows": rec["rescued_rows"]}
+            if rec["reason"]:
+                entry_["reason"] = rec["reason"]
             if replayed:  # landed by the interrupted run; counted there, not here
                 entry_.update(rows=0, rescued_rows=0, replayed=True)
-            if rec[5] in PROBLEM_STATUSES:
-                log.warning("%s: file %s is %s: %s", self.entity, rec[3], rec[5], rec[8])
+            if rec["status"] in PROBLEM_STATUSES:
+                log.warning("%s: file %s is %s: %s", self.entity, rec["file_path"], rec["status"], rec["reason"])
             self.files.append(entry_)
         self.batches += 1
         log.info("%s batch %d: %d file(s), %d row(s) in %.1fs (+%.1fs accounting)%s", self.entity, batch_id,
-                 len(records), sum(r[6] for r in records), written_s, time.perf_counter() - started - written_s,
+                 len(records), sum(r["rows"] for r in records), written_s, accounting_s,
                  " [replayed]" if replayed else "")
         self.replayed += int(replayed)
         if replayed:

@@ -13,6 +13,8 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 import pandas as pd
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
 from .cli import JobContext, JobError, entry
 from .config import ENTITIES
@@ -90,24 +92,22 @@ HISTORY_FIELDS = ("hour", "seed", "interval_start", "interval_seconds", "patient
                   "events_mean")
 
 
-def run(ctx: JobContext) -> dict:
-    gen = ctx.settings.generator
+def data_interval(ctx: JobContext) -> tuple[datetime, datetime]:
+    """The batch's data interval: the run's; without one (a manual run), the last whole hour."""
     start = ctx.interval_start
     if start is None:
         now = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
         start = now - timedelta(hours=1)
-    end = ctx.interval_end or start + timedelta(hours=1)
-    n_patients = ctx.args.patients if ctx.args.patients is not None else int(gen["patients_per_batch"])
-    if n_patients < 0:
-        raise JobError("--patients must not be negative")
-    spec = batch_spec(ctx, start, end, n_patients)
-    manifest_root = ctx.settings.location("manifests")
-    spec["history"] = load_history(manifest_root, start, int(gen["changes"]["lookback_hours"]))
-    n_blocks = max(1, -(-n_patients // spec["block_size"]))
-    parts = max(1, min(ctx.args.partitions or int(gen.get("partitions", 4)), n_blocks))
+    return start, ctx.interval_end or start + timedelta(hours=1)
 
-    # Blocks of patients are the unit of randomness (seeded by their first index), partitions only the unit of
-    # parallelism: the files are the same whatever the partition count.
+
+def generate_blocks(ctx: JobContext, spec: dict, n_blocks: int, parts: int) -> DataFrame:
+    """Fan-out: every block of patients becomes one text body per entity (and one `_meta` row of counts and
+    defects), generated in `parts` Spark partitions. Blocks are the unit of randomness (seeded by their first
+    index), partitions only the unit of parallelism: the files are the same whatever the partition count.
+    Returned persisted (the caller unpersists)."""
+    n_patients = spec["patients"]
+
     def gen_fn(batches):
         for pdf in batches:
             rows = []
@@ -120,14 +120,15 @@ def run(ctx: JobContext) -> dict:
                 rows.append(("_meta", int(b), json.dumps({"counts": counts, "lines": lines, "defects": defects})))
             yield pd.DataFrame(rows, columns=["entity", "block", "body"])
 
-    from pyspark.sql import functions as F
+    return (ctx.spark.range(0, n_blocks, numPartitions=parts)
+            .mapInPandas(gen_fn, "entity string, block int, body string")
+            .persist())
+
+
+def publish_files(ctx: JobContext, chunks: DataFrame, spec: dict, tag: str) -> str:
+    """Write each entity's file — its header, then the block bodies in block order — as one staged part file, and
+    rename it into the landing folder of the interval (bronze never sees half a file). Returns that folder."""
     spark = ctx.spark
-    chunks = (spark.range(0, n_blocks, numPartitions=parts)
-              .mapInPandas(gen_fn, "entity string, block int, body string")
-              .persist())
-    # the small per-block metadata (counts, defect list) comes to the driver; the row data never does
-    meta = {r["block"]: json.loads(r["body"]) for r in chunks.filter(F.col("entity") == "_meta").collect()}
-    tag = interval_tag(start)
     landing, staging = ctx.settings.location("landing"), ctx.settings.location("staging")
     for entity in ENTITIES:
         header = spark.createDataFrame([(entity, -1, ",".join(spec["columns"][entity]) + "\n")],
@@ -137,9 +138,12 @@ def run(ctx: JobContext) -> dict:
         (header.unionByName(body).orderBy("block").select(F.expr("substring(body, 1, length(body) - 1)"))
          .coalesce(1).write.option("lineSep", "\n").text(staged))
         _publish(ctx, staged, os.path.join(landing, tag, ctx.settings.landing_file(entity)))
-    chunks.unpersist()
+    return os.path.join(landing, tag)
 
-    # ground truth: every injected defect with its file line (header = line 1) and the rule expected to catch it
+
+def ground_truth(spec: dict, meta: dict[int, dict], end: datetime) -> dict:
+    """The batch's manifest: its spec (what later batches need), row counts, and every injected defect with its file
+    line (header = line 1) and the rule expected to catch it."""
     defects, offsets = [], {e: 1 for e in ENTITIES}
     rows = {e: 0 for e in ENTITIES}
     changed = {e: 0 for e in ENTITIES}
@@ -154,22 +158,51 @@ def run(ctx: JobContext) -> dict:
             offsets[e] += m["lines"][e]
             rows[e] += m["counts"][e]
             changed[e] += m["counts"][f"changed_{e}"]
-    manifest = {"spec": {k: spec[k] for k in HISTORY_FIELDS}, "interval_end": end.isoformat(),
-                "clean_rows": rows, "changed_rows": changed, "file_lines": {e: offsets[e] - 1 for e in ENTITIES},
-                "defect_rate": spec["defects"]["rate"], "defects": defects}
+    return {"spec": {k: spec[k] for k in HISTORY_FIELDS}, "interval_end": end.isoformat(),
+            "clean_rows": rows, "changed_rows": changed, "file_lines": {e: offsets[e] - 1 for e in ENTITIES},
+            "defect_rate": spec["defects"]["rate"], "defects": defects}
+
+
+def write_manifest(manifest_root: str, tag: str, manifest: dict) -> str:
+    """Replace the interval's manifest atomically (a temporary file beside it, then a rename); returns its path."""
     manifest_dir = os.path.join(manifest_root, tag)
     os.makedirs(manifest_dir, exist_ok=True)  # local folder or a Unity Catalog volume (FUSE path) on Databricks
     tmp = os.path.join(manifest_dir, f".{MANIFEST}.{uuid.uuid4().hex}")
     with open(tmp, "w", encoding="utf-8") as fh:
         json.dump(manifest, fh, indent=1, sort_keys=True)
-    os.replace(tmp, os.path.join(manifest_dir, MANIFEST))
+    path = os.path.join(manifest_dir, MANIFEST)
+    os.replace(tmp, path)
+    return path
+
+
+def run(ctx: JobContext) -> dict:
+    gen = ctx.settings.generator
+    start, end = data_interval(ctx)
+    n_patients = ctx.args.patients if ctx.args.patients is not None else int(gen["patients_per_batch"])
+    if n_patients < 0:
+        raise JobError("--patients must not be negative")
+    spec = batch_spec(ctx, start, end, n_patients)
+    manifest_root = ctx.settings.location("manifests")
+    spec["history"] = load_history(manifest_root, start, int(gen["changes"]["lookback_hours"]))
+    n_blocks = max(1, -(-n_patients // spec["block_size"]))
+    parts = max(1, min(ctx.args.partitions or int(gen.get("partitions", 4)), n_blocks))
+
+    chunks = generate_blocks(ctx, spec, n_blocks, parts)
+    # the small per-block metadata (counts, defect list) comes to the driver; the row data never does
+    meta = {r["block"]: json.loads(r["body"]) for r in chunks.filter(F.col("entity") == "_meta").collect()}
+    tag = interval_tag(start)
+    landing_dir = publish_files(ctx, chunks, spec, tag)
+    chunks.unpersist()
+
+    manifest = ground_truth(spec, meta, end)
     by_kind: dict[str, int] = {}
-    for d in defects:
+    for d in manifest["defects"]:
         by_kind[d["kind"]] = by_kind.get(d["kind"], 0) + 1
-    return {"landing_dir": os.path.join(landing, tag), "rows": {e: offsets[e] - 1 for e in ENTITIES},
-            "clean_rows": rows, "changed_rows": changed, "defects": len(defects), "defects_by_kind": by_kind,
+    return {"landing_dir": landing_dir, "rows": manifest["file_lines"],
+            "clean_rows": manifest["clean_rows"], "changed_rows": manifest["changed_rows"],
+            "defects": len(manifest["defects"]), "defects_by_kind": by_kind,
             "history_batches": len(spec["history"]), "partitions": parts, "blocks": n_blocks,
-            "manifest": os.path.join(manifest_dir, MANIFEST)}
+            "manifest": write_manifest(manifest_root, tag, manifest)}
 
 
 main = entry("generate", run, add_arguments)
