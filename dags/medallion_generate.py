@@ -1,4 +1,13 @@
-"""Hourly synthetic batch: patients, claims and medical events land as three CSV files per interval."""
+"""Hourly synthetic batch: patients, claims and medical events land as three CSV files per interval.
+
+Writes `patients.csv`, `claims.csv` and `medical_events.csv` for the run's data interval into the landing
+folder (atomically), deterministic for a given interval and seed: a retry, a clear or a backfill reproduces
+the same files. Landing new files updates the `medallion_landing` asset, which starts **medallion_bronze**.
+Each batch also re-sends some earlier patients with new (or late, out-of-order) versions, new claims and
+events for earlier patients and status updates of earlier claims, plus a small share of defective rows whose
+ground truth goes to a manifest outside the landing folder. Change *patients_per_batch*, *seed*, *defect_rate*
+or *update_share* in the trigger form; backfill a range with *Trigger → Backfill*.
+"""
 from airflow.sdk import DAG, Param
 
 from medallion_airflow.dags import HOURLY, LANDING, dag_kwargs
@@ -18,20 +27,7 @@ with DAG(
         "update_share": Param(GENERATOR["changes"]["patient_update_share"], type="number", minimum=0, maximum=1,
                               description="New versions of earlier patients, as a share of the new patients"),
     },
-    **dag_kwargs(
-        "medallion_generate",
-        tags=["generate", "landing"],
-        doc_md="""
-### Generate an hourly batch
-Writes `patients.csv`, `claims.csv` and `medical_events.csv` for the run's data interval into the landing
-folder (atomically), deterministic for a given interval and seed: a retry, a clear or a backfill reproduces
-the same files. Landing new files updates the `medallion_landing` asset, which starts **medallion_bronze**.
-Each batch also re-sends some earlier patients with new (or late, out-of-order) versions, new claims and
-events for earlier patients and status updates of earlier claims, plus a small share of defective rows whose
-ground truth goes to a manifest outside the landing folder. Change *patients_per_batch*, *seed*, *defect_rate*
-or *update_share* in the trigger form; backfill a range with *Trigger → Backfill*.
-""",
-    ),
+    **dag_kwargs("medallion_generate", tags=["generate", "landing"], doc_md=__doc__),
 ):
     job_task(
         "generate",

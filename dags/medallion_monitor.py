@@ -1,16 +1,5 @@
-"""Monitoring: hourly on the clock (not on data), so it also notices when nothing arrived."""
-from airflow.sdk import DAG, task
+"""Monitoring: hourly on the clock (not on data), so it also notices when nothing arrived.
 
-from medallion_airflow.dags import HOURLY, dag_kwargs
-from medallion_airflow.jobs import job_task, summary_source
-
-with DAG(
-    schedule=HOURLY,
-    **dag_kwargs(
-        "medallion_monitor",
-        tags=["monitoring", "ops"],
-        doc_md="""
-### Monitoring
 Hourly on a time schedule. Measures the pipeline and stores the figures per run (include/pipeline.yaml →
 `monitoring`): row counts (`ops_table_counts`), the quality score per entity and overall against the 99.5 % target
 (`ops_quality_scores`), quarantined rows by rule, freshness of every table against its SLA, rows per landing batch
@@ -20,8 +9,15 @@ against the band of recent batches, distribution drift (PSI) of age, bmi, charge
 
 `alert_quality_breaches` e-mails the on-call list when the run found a new breach: score below target, a stale
 table, drift, a reconciliation mismatch or a volume outside its band (counts and names only, no patient data).
-""",
-    ),
+"""
+from airflow.sdk import DAG, task
+
+from medallion_airflow.dags import HOURLY, dag_kwargs
+from medallion_airflow.jobs import job_task, summary_source
+
+with DAG(
+    schedule=HOURLY,
+    **dag_kwargs("medallion_monitor", tags=["monitoring", "ops"], doc_md=__doc__),
 ):
     monitor = job_task("monitor")
 

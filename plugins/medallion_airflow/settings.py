@@ -54,10 +54,6 @@ def pipeline_env() -> str:
     return "local" if target() == "local" else "dev"
 
 
-def dag_config(dag_id: str) -> dict[str, Any]:
-    return pipeline_config()["airflow"]["dags"][dag_id]
-
-
 def wheel_file() -> str:
     """The file name of the job wheel Airflow submits: the version of the sources beside Airflow (the build computes
     the same; spark_jobs/medallion/version.py), or of the installed wheel where the sources are not shipped."""

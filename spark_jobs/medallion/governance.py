@@ -118,8 +118,3 @@ def grant_statements(settings_or_cfg: Settings | Mapping[str, Any], table_key: s
         return []
     return [f"GRANT SELECT ON TABLE {table_ref} TO {quote_identifier(group)}"]
 
-
-def table_statements(settings_or_cfg: Settings | Mapping[str, Any], table_key: str, table_ref: str) -> list[str]:
-    """Everything governance wants run after a table is created: PHI tags/comments, then grants."""
-    return phi_statements(settings_or_cfg, table_key, table_ref) + grant_statements(settings_or_cfg, table_key,
-                                                                                    table_ref)

@@ -31,7 +31,7 @@ from typing import Any, Iterable
 
 import yaml
 
-from .cli import JobContext, JobError
+from .cli import JobError
 from .config import ENTITIES, ConfigError, Settings
 
 log = logging.getLogger("medallion.soda")
@@ -377,9 +377,3 @@ def raise_for_failures(summary: dict) -> None:
     if reason:
         raise SodaCheckFailed(reason, summary)
 
-
-def check_silver(ctx: JobContext, entities: Iterable[str]) -> dict:
-    """What the silver job calls last: scan, record, log, and raise SodaCheckFailed on a failed fail-level check."""
-    summary = run_scans(ctx.spark, ctx.lakehouse, ctx.settings, ctx.run_id, entities)
-    raise_for_failures(summary)
-    return summary

@@ -92,7 +92,7 @@ def test_analysts_get_select_on_gold_tables_only(monkeypatch):
     for layer in ("bronze", "silver", "quarantine", "held", "ops"):
         for name in settings.raw["tables"][layer].values():
             assert governance.grant_statements(settings, name, "`c`.`s`.`t`") == [], name
-    table = governance.table_statements(settings, "gold.claims", "`c`.`s`.`fact_claims`")
+    table = governance.unity_catalog_statements(settings, "gold.claims", "`c`.`s`.`fact_claims`")
     assert table[-1].startswith("GRANT SELECT") and sum("SET TAGS" in s for s in table) >= 5
 
 

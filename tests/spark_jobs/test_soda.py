@@ -1,7 +1,6 @@
 """Soda checks of the silver layer (spark_jobs/medallion/soda_checks.py, include/soda/*.yml) on small silver tables."""
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
@@ -12,7 +11,7 @@ import pytest
 import yaml
 
 from medallion import soda_checks
-from medallion.cli import JobContext, JobError
+from medallion.cli import JobError
 from medallion.config import ENTITIES, ConfigError
 
 COLUMNS = {
@@ -210,10 +209,8 @@ def test_a_duplicate_key_fails_the_task_with_a_one_line_reason(spark, lake, sett
             "claims": CLEAN["claims"] + [claim("C-20001", "P-10002")]}        # a claim id twice
     write_silver(spark, lake, settings, data)
     few_rows_are_fine(settings)
-    ctx = JobContext(job="silver", settings=settings, args=argparse.Namespace(), run_id="run-dup",
-                     interval_start=None, interval_end=None, _spark=spark, _lakehouse=lake)
-    with pytest.raises(JobError) as failed:
-        soda_checks.check_silver(ctx, ENTITIES)
+    with pytest.raises(JobError) as failed:  # what the silver job does last
+        soda_checks.raise_for_failures(soda_checks.run_scans(spark, lake, settings, "run-dup", ENTITIES))
     reason = str(failed.value)
     assert isinstance(failed.value, soda_checks.SodaCheckFailed) and "\n" not in reason
     assert reason.startswith("Soda: 2 fail checks: ")
