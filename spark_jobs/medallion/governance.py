@@ -117,4 +117,3 @@ def grant_statements(settings_or_cfg: Settings | Mapping[str, Any], table_key: s
     if not group or layer not in gov.get("analysts_read_layers", []):
         return []
     return [f"GRANT SELECT ON TABLE {table_ref} TO {quote_identifier(group)}"]
-

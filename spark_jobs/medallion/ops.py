@@ -28,61 +28,39 @@ S, L, D, B, T = StringType(), LongType(), DoubleType(), BooleanType(), Timestamp
 
 # ---- what the layer jobs record (tables.ops) ---------------------------------------------------------------------
 
-BRONZE_FILES = StructType([  # one row per landing file bronze has seen
-    StructField("run_id", S, False),
-    StructField("batch_id", L, False),
-    StructField("table_name", S, False),
-    StructField("file_path", S, False),
-    StructField("file_modified_at", T, True),
-    StructField("status", S, False),  # ingested | empty | header_only | unreadable | partial
-    StructField("rows", L, False),
-    StructField("rescued_rows", L, False),
-    StructField("reason", S, True),
-    StructField("recorded_at", T, False),
-])
+def _schema(*fields: tuple) -> StructType:
+    """A schema from (name, type) fields, nullable, and (name, type, False) fields, required."""
+    return StructType([StructField(name, kind, *nullable) for name, kind, *nullable in fields])
+
+
+BRONZE_FILES = _schema(  # one row per landing file bronze has seen
+    ("run_id", S, False), ("batch_id", L, False), ("table_name", S, False), ("file_path", S, False),
+    ("file_modified_at", T),
+    ("status", S, False),  # ingested | empty | header_only | unreadable | partial
+    ("rows", L, False), ("rescued_rows", L, False), ("reason", S), ("recorded_at", T, False))
 
 SILVER_RUN_COUNTS = ("rows_in", "valid", "quarantined", "exact_duplicates", "held", "released",
                      "expired_to_quarantine", "rescued_resolved")
-SILVER_RUNS = StructType([  # one row per silver run and entity
-    StructField("run_id", S, False),
-    StructField("entity", S, False),
-    StructField("processed_at", T, False),
-    *[StructField(name, L, False) for name in SILVER_RUN_COUNTS],
-    StructField("quarantined_by_rule", MapType(S, L), False),
-    StructField("quality_score", D, True),
-    StructField("target_score", D, False),
-])
+SILVER_RUNS = _schema(  # one row per silver run and entity
+    ("run_id", S, False), ("entity", S, False), ("processed_at", T, False),
+    *[(name, L, False) for name in SILVER_RUN_COUNTS],
+    ("quarantined_by_rule", MapType(S, L), False), ("quality_score", D), ("target_score", D, False))
 
-SODA_CHECKS = StructType([  # one row per Soda check per silver run
-    StructField("run_id", S, False),
-    StructField("checked_at", T, False),
-    StructField("table_name", S, False),
-    StructField("check_name", S, False),
-    StructField("column_name", S, True),
-    StructField("outcome", S, False),
-    StructField("level", S, False),
-    StructField("measured_value", D, True),
-    StructField("measured_text", S, True),
-    StructField("definition", S, True),
-    StructField("check_identity", S, True),
-])
+SODA_CHECKS = _schema(  # one row per Soda check per silver run
+    ("run_id", S, False), ("checked_at", T, False), ("table_name", S, False), ("check_name", S, False),
+    ("column_name", S), ("outcome", S, False), ("level", S, False), ("measured_value", D), ("measured_text", S),
+    ("definition", S), ("check_identity", S))
 
-TABLE_COUNTS = StructType([  # row count of every table per monitoring run
-    StructField("run_id", S, False),
-    StructField("measured_at", T, False),
-    StructField("interval_start", T, True),
-    StructField("interval_end", T, True),
-    StructField("layer", S, False),
-    StructField("table_name", S, False),
-    StructField("row_count", L, True),
-])
+TABLE_COUNTS = _schema(  # row count of every table per monitoring run
+    ("run_id", S, False), ("measured_at", T, False), ("interval_start", T), ("interval_end", T),
+    ("layer", S, False), ("table_name", S, False), ("row_count", L))
 
 
 # ---- what the monitoring job measures (monitoring.tables) ---------------------------------------------------------
 
 def _measure(*fields: tuple) -> StructType:
-    head = [StructField("run_id", S, False), StructField("measured_at", T, False)]
-    return StructType(head + [StructField(name, kind, True) for name, kind in fields])
+    """A monitoring table: the run and when it measured, then its (nullable) figures."""
+    return _schema(("run_id", S, False), ("measured_at", T, False), *fields)
 
 
 MONITORING = {
@@ -104,11 +82,9 @@ MONITORING = {
                       ("deletes", L)),
     "breaches": _measure(("kind", S), ("subject", S), ("detail", S), ("key", S), ("new", B)),
 }
-DRIFT_BASELINE = StructType([  # the baseline's bins, captured once (delete its rows to re-baseline)
-    StructField("column_name", S, False), StructField("entity", S, True), StructField("edges", ArrayType(D), True),
-    StructField("proportions", ArrayType(D), True), StructField("rows", L, True),
-    StructField("captured_run_id", S, True), StructField("captured_at", T, True),
-])
+DRIFT_BASELINE = _schema(  # the baseline's bins, captured once (delete its rows to re-baseline)
+    ("column_name", S, False), ("entity", S), ("edges", ArrayType(D)), ("proportions", ArrayType(D)), ("rows", L),
+    ("captured_run_id", S), ("captured_at", T))
 
 
 # ---- the one writer -----------------------------------------------------------------------------------------------
