@@ -21,3 +21,10 @@ def test_what_a_job_prints_last_is_the_summary_its_readers_find(capsys):
     assert run_job("probe", fail, argv=[]) == 1
     failed = last_summary(capsys.readouterr().out)
     assert (failed["status"], failed["reason"]) == ("failed", "no landing folder")
+
+
+def test_a_failing_job_exits_non_zero_with_a_one_line_reason(run_job, capsys):
+    summary = run_job("generate", "--interval-start", "yesterday", expect_ok=False)
+    assert summary["_exit_code"] == 1 and summary["status"] == "failed"
+    assert summary["reason"] == "not an ISO-8601 timestamp: 'yesterday'"
+    assert "ERROR: not an ISO-8601 timestamp: 'yesterday'" in capsys.readouterr().err

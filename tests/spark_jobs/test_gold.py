@@ -1,4 +1,5 @@
-"""Gold against independently computed truth: SCD2 history, point-in-time fact keys and the metric views."""
+"""Gold: SCD2 history (new and out-of-order versions), point-in-time fact keys, the change data feed trail, and the
+metric views, against independently computed truth."""
 from __future__ import annotations
 
 import csv
@@ -7,15 +8,12 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from helpers import CLAIMS_HEADER, PATIENTS_HEADER, table, write_landing
 from pyspark.sql import functions as F
 
 from medallion import views
 from medallion.lakehouse import Lakehouse
-from test_pipeline import _table, _write_landing as _land  # the path tests' helpers, one copy
 
-PATIENT_HEADER = ("patient_id,first_name,last_name,age,sex,region,bmi,smoker,children,charges,insurance_plan,"
-                  "coverage_start_date,timestamp\n")
-CLAIM_HEADER = "claim_id,patient_id,claim_amount,claim_date,diagnosis_code,procedure_code,claim_status\n"
 # the attributes whose change makes a new dim version (names compared in clear here, tokens in gold)
 TRACKED = ["first_name", "last_name", "age", "sex", "region", "bmi", "smoker", "children", "charges",
            "insurance_plan", "coverage_start_date"]
@@ -29,29 +27,61 @@ def _cycle(run_job):
     run_job("bronze"), run_job("silver"), run_job("gold")
 
 
+def test_scd2_new_version_splits_history_and_facts_follow_the_date(run_job, spark, settings):
+    write_landing(settings, "2026-11-20T0500Z", "patients", PATIENTS_HEADER +
+                   "P0000001,Ann,Lee,40,FEMALE,SOUTHWEST,25.0,false,1,9000.5,GOLD,2025-01-01,2026-11-20 05:10:00\n")
+    write_landing(settings, "2026-11-20T0500Z", "claims", CLAIMS_HEADER +
+                   "C0000001,P0000001,100,2026-11-21,I10,99213,SUBMITTED\n")
+    run_job("bronze"), run_job("silver"), run_job("gold")
+    # a week later: a new version (bmi changed), a claim after it, and the first claim's status update
+    write_landing(settings, "2026-11-27T0500Z", "patients", PATIENTS_HEADER +
+                   "P0000001,Ann,Lee,40,FEMALE,SOUTHWEST,31.0,false,1,9900.0,GOLD,2025-01-01,2026-11-27 05:10:00\n")
+    write_landing(settings, "2026-11-27T0500Z", "claims", CLAIMS_HEADER +
+                   "C0000001,P0000001,100,2026-11-21,I10,99213,PAID\n"
+                   "C0000002,P0000001,50,2026-11-27,I10,99213,SUBMITTED\n")
+    run_job("bronze"), run_job("silver"), run_job("gold")
+    dim = sorted(table(spark, settings, "gold", "patients").collect(), key=lambda r: r.effective_from)
+    assert [(r.bmi, r.is_current) for r in dim] == [(25.0, False), (31.0, True)]
+    assert dim[0].effective_to == dim[1].effective_from and dim[1].effective_to is None
+    facts = {r.claim_id: r for r in table(spark, settings, "gold", "claims").collect()}
+    assert facts["C0000001"].patient_key == dim[0].patient_key and facts["C0000001"].claim_status == "PAID"
+    assert facts["C0000002"].patient_key == dim[1].patient_key
+    # the claim keeps its latest status; the earlier one stays traceable in silver's and gold's change data feed
+    lake = Lakehouse(spark, settings)
+    for name in (settings.table_name("silver", "claims"), settings.table_name("gold", "claims")):
+        trail = (lake.read_changes(name, 0, lake.version(name)).filter("claim_id = 'C0000001'")
+                 .filter(F.col("_change_type").isin("insert", "update_postimage"))
+                 .orderBy("_commit_version").select("claim_status").collect())
+        assert [r.claim_status for r in trail] == ["SUBMITTED", "PAID"], name
+    # re-running gold changes nothing
+    before = sorted(map(tuple, table(spark, settings, "gold", "claims").drop("_updated_at").collect()))
+    run_job("gold")
+    assert sorted(map(tuple, table(spark, settings, "gold", "claims").drop("_updated_at").collect())) == before
+
+
 def test_an_out_of_order_version_is_cut_into_its_place_and_facts_follow(run_job, spark, settings):
-    _land(settings, "2026-11-20T0500Z", "patients", PATIENT_HEADER + _patient("2026-11-01 05:00:00", 25.0)
+    write_landing(settings, "2026-11-20T0500Z", "patients", PATIENTS_HEADER + _patient("2026-11-01 05:00:00", 25.0)
           + _patient("2026-11-20 05:00:00", 31.0))
-    _land(settings, "2026-11-20T0500Z", "claims", CLAIM_HEADER + "C0000001,P0000007,100,2026-11-05,I10,99213,PAID\n"
+    write_landing(settings, "2026-11-20T0500Z", "claims", CLAIMS_HEADER + "C0000001,P0000007,100,2026-11-05,I10,99213,PAID\n"
           + "C0000002,P0000007,80,2026-11-12,I10,99213,DENIED\n" + "C0000003,P0000007,60,2026-11-21,I10,99213,PAID\n"
           + "C0000004,P0000007,40,2026-10-01,I10,99213,PAID\n"  # dated before every version: gets the first
           + "C0000005,P0000007,20,2026-11-27,I10,99213,PAID\n")
     _cycle(run_job)
     # a week later, a version stamped 2026-11-10 arrives — between the two known ones —, one stamped 2026-10-15 —
     # before all of them: no known interval changes, yet the claim of 10-01 now belongs to it — and an identical re-send
-    _land(settings, "2026-11-27T0500Z", "patients", PATIENT_HEADER + _patient("2026-11-10 05:00:00", 28.0))
-    _land(settings, "2026-11-27T0530Z", "patients", PATIENT_HEADER + _patient("2026-10-15 05:00:00", 22.0))
-    _land(settings, "2026-11-27T0600Z", "patients", PATIENT_HEADER + _patient("2026-11-20 05:00:00", 31.0))
+    write_landing(settings, "2026-11-27T0500Z", "patients", PATIENTS_HEADER + _patient("2026-11-10 05:00:00", 28.0))
+    write_landing(settings, "2026-11-27T0530Z", "patients", PATIENTS_HEADER + _patient("2026-10-15 05:00:00", 22.0))
+    write_landing(settings, "2026-11-27T0600Z", "patients", PATIENTS_HEADER + _patient("2026-11-20 05:00:00", 31.0))
     _cycle(run_job)
 
-    dim = sorted(_table(spark, settings, "gold", "patients").collect(), key=lambda r: r.effective_from)
+    dim = sorted(table(spark, settings, "gold", "patients").collect(), key=lambda r: r.effective_from)
     assert [(r.bmi, str(r.effective_from), str(r.effective_to), r.is_current) for r in dim] == [
         (22.0, "2026-10-15 05:00:00", "2026-11-01 05:00:00", False),
         (25.0, "2026-11-01 05:00:00", "2026-11-10 05:00:00", False),
         (28.0, "2026-11-10 05:00:00", "2026-11-20 05:00:00", False),
         (31.0, "2026-11-20 05:00:00", "None", True)]
     keys = {r.bmi: r.patient_key for r in dim}
-    facts = {r.claim_id: r.patient_key for r in _table(spark, settings, "gold", "claims").collect()}
+    facts = {r.claim_id: r.patient_key for r in table(spark, settings, "gold", "claims").collect()}
     # the claim of 11-12 was on the first version; after the re-cut it belongs to the late one
     assert facts == {"C0000001": keys[25.0], "C0000002": keys[28.0], "C0000003": keys[31.0], "C0000004": keys[22.0],
                      "C0000005": keys[31.0]}
@@ -62,10 +92,10 @@ def test_an_out_of_order_version_is_cut_into_its_place_and_facts_follow(run_job,
     assert changes.filter("_change_type = 'update_postimage' AND bmi = 25.0").count() == 1
 
     # an in-order version stamped 11-27 06:00: only the claim dated that day moves to it
-    _land(settings, "2026-11-27T0700Z", "patients", PATIENT_HEADER + _patient("2026-11-27 06:00:00", 33.0))
+    write_landing(settings, "2026-11-27T0700Z", "patients", PATIENTS_HEADER + _patient("2026-11-27 06:00:00", 33.0))
     _cycle(run_job)
-    keys = {r.bmi: r.patient_key for r in _table(spark, settings, "gold", "patients").collect()}
-    facts = {r.claim_id: r.patient_key for r in _table(spark, settings, "gold", "claims").collect()}
+    keys = {r.bmi: r.patient_key for r in table(spark, settings, "gold", "patients").collect()}
+    facts = {r.claim_id: r.patient_key for r in table(spark, settings, "gold", "claims").collect()}
     assert facts == {"C0000001": keys[25.0], "C0000002": keys[28.0], "C0000003": keys[31.0], "C0000004": keys[22.0],
                      "C0000005": keys[33.0]}
 
@@ -120,7 +150,7 @@ def test_gold_matches_the_generators_ground_truth_over_several_hours(run_job, sp
     landing = Path(settings.location("landing"))
     truth = _expected_history(landing)
 
-    dim = _table(spark, settings, "gold", "patients").collect()
+    dim = table(spark, settings, "gold", "patients").collect()
     got = defaultdict(list)
     for r in sorted(dim, key=lambda r: (r.patient_id, r.effective_from)):
         got[r.patient_id].append({"from": str(r.effective_from), "to": str(r.effective_to) if r.effective_to else None,
@@ -137,7 +167,7 @@ def test_gold_matches_the_generators_ground_truth_over_several_hours(run_job, sp
     for path in sorted(landing.glob("*/claims.csv")):
         for row in _read_csv(path):
             claims[row["claim_id"]] = {**row, "claim_status": row["claim_status"].strip().upper()}  # case-folded
-    facts = _table(spark, settings, "gold", "claims").collect()
+    facts = table(spark, settings, "gold", "claims").collect()
     assert len(facts) == len(claims) > 1000
     for f in facts:
         c = claims[f.claim_id]
@@ -148,7 +178,7 @@ def test_gold_matches_the_generators_ground_truth_over_several_hours(run_job, sp
     for path in sorted(landing.glob("*/medical_events.csv")):
         for row in _read_csv(path):
             events[row["event_id"]] = row
-    event_facts = _table(spark, settings, "gold", "medical_events").collect()
+    event_facts = table(spark, settings, "gold", "medical_events").collect()
     assert len(event_facts) == len(events)
     for f in event_facts:
         e = events[f.event_id]
