@@ -8,6 +8,7 @@ Databricks; one checkpoint per table, so a re-run ingests nothing twice). Update
 Every file is recorded in `ops_bronze_files` (rows, rows with rescued data, status). A file that cannot be
 read does not stop the others; `alert_unreadable_files` e-mails the on-call list about it.
 """
+
 from airflow.sdk import DAG, Param, task
 
 from medallion_airflow.dags import BRONZE, LANDING, after, dag_kwargs
@@ -15,8 +16,11 @@ from medallion_airflow.jobs import job_task, summary_source
 
 with DAG(
     schedule=after(LANDING),
-    params={"entities": Param("patients,claims,medical_events", type="string",
-                              description="Comma-separated entities to ingest")},
+    params={
+        "entities": Param(
+            "patients,claims,medical_events", type="string", description="Comma-separated entities to ingest"
+        )
+    },
     **dag_kwargs("medallion_bronze", tags=["bronze"], doc_md=__doc__),
 ):
     bronze = job_task("bronze", arguments={"entities": "{{ params.entities }}"}, outlets=[BRONZE])
@@ -25,6 +29,7 @@ with DAG(
     def alert_unreadable_files(summary, dag_run=None) -> list[str]:
         """E-mail the failed-file alert when bronze met a landing file it could not read."""
         from medallion_airflow.alerts import alert_unreadable_files as alert
+
         return alert(summary, dag_run.dag_id, dag_run.run_id)
 
     alert_unreadable_files(summary_source(bronze))

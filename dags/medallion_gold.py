@@ -4,6 +4,7 @@ Runs when silver has changed (and hourly as a safety net; backfillable). Re-cuts
 `fact_claims` / `fact_medical_events` with the surrogate key of the patient version valid at each date.
 Tick *full_refresh* to rebuild gold from silver.
 """
+
 from airflow.sdk import DAG, Param
 
 from medallion_airflow.dags import GOLD, SILVER, after, dag_kwargs
@@ -11,8 +12,11 @@ from medallion_airflow.jobs import job_task
 
 with DAG(
     schedule=after(SILVER),
-    params={"full_refresh": Param(False, type="boolean",
-                                  description="Rebuild the gold tables from silver instead of applying changes")},
+    params={
+        "full_refresh": Param(
+            False, type="boolean", description="Rebuild the gold tables from silver instead of applying changes"
+        )
+    },
     **dag_kwargs("medallion_gold", tags=["gold", "star-schema"], doc_md=__doc__),
 ):
     job_task("gold", arguments={"full-refresh": "{{ 'true' if params.full_refresh else 'false' }}"}, outlets=[GOLD])

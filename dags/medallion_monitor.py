@@ -10,6 +10,7 @@ against the band of recent batches, distribution drift (PSI) of age, bmi, charge
 `alert_quality_breaches` e-mails the on-call list when the run found a new breach: score below target, a stale
 table, drift, a reconciliation mismatch or a volume outside its band (counts and names only, no patient data).
 """
+
 from airflow.sdk import DAG, task
 
 from medallion_airflow.dags import HOURLY, dag_kwargs
@@ -25,6 +26,7 @@ with DAG(
     def alert_quality_breaches(summary, dag_run=None) -> list[str]:
         """E-mail the data-quality breach alert when the monitoring run found something new."""
         from medallion_airflow.alerts import alert_quality_breaches as alert
+
         return alert(summary, dag_run.dag_id, dag_run.run_id)
 
     alert_quality_breaches(summary_source(monitor))

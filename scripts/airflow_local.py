@@ -17,6 +17,7 @@ triggers the monitoring DAG and prints the row counts it recorded, where the qua
 quality score. Re-running a cycle in the same hour clears
 that hour's generation run, so the same interval is processed again (and lands no row twice).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -116,9 +117,10 @@ class Stack:
         env = airflow_env()
         exe = str(Path(sys.executable).parent / "airflow")
         for name in COMPONENTS:
-            log = open(self.log_dir / f"{name}.log", "ab")
-            self.procs[name] = subprocess.Popen([exe, name], env=env, stdout=log, stderr=subprocess.STDOUT,
-                                                start_new_session=True)
+            with open(self.log_dir / f"{name}.log", "ab") as log:  # the child keeps its own descriptor
+                self.procs[name] = subprocess.Popen(
+                    [exe, name], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                )
         print(f"Started {', '.join(COMPONENTS)} (logs: {self.log_dir})", flush=True)
 
     def check_alive(self) -> None:
@@ -163,6 +165,7 @@ class LocalMailbox:
         from email import message_from_bytes
 
         from aiosmtpd.controller import Controller
+
         self.dir.mkdir(parents=True, exist_ok=True)
         folder = self.dir
 
@@ -179,9 +182,14 @@ class LocalMailbox:
             port = sock.getsockname()[1]
         self.controller = Controller(Handler(), hostname="127.0.0.1", port=port)
         self.controller.start()
-        os.environ["AIRFLOW_CONN_SMTP_DEFAULT"] = json.dumps({
-            "conn_type": "smtp", "host": "127.0.0.1", "port": port,
-            "extra": {"disable_tls": True, "disable_ssl": True, "timeout": 10, "retry_limit": 1}})
+        os.environ["AIRFLOW_CONN_SMTP_DEFAULT"] = json.dumps(
+            {
+                "conn_type": "smtp",
+                "host": "127.0.0.1",
+                "port": port,
+                "extra": {"disable_tls": True, "disable_ssl": True, "timeout": 10, "retry_limit": 1},
+            }
+        )
         print(f"Alert e-mails go to a local mailbox: {self.dir}", flush=True)
         return True
 
@@ -233,8 +241,10 @@ class Api:
             stack.check_alive()
             try:
                 health = self._request("GET", "/api/v2/monitor/health", auth=False)
-                if health.get("scheduler", {}).get("status") == "healthy" and \
-                        health.get("dag_processor", {}).get("status") == "healthy":
+                if (
+                    health.get("scheduler", {}).get("status") == "healthy"
+                    and health.get("dag_processor", {}).get("status") == "healthy"
+                ):
                     return
             except (urllib.error.URLError, ConnectionError, RuntimeError, OSError):
                 pass
@@ -264,8 +274,10 @@ class Api:
         return self.get(f"/api/v2/dags/{dag_id}/dagRuns?order_by=-run_after&limit={limit}")["dag_runs"]
 
     def xcom(self, dag_id: str, run_id: str, task_id: str) -> object:
-        path = (f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}/taskInstances/"
-                f"{task_id}/xcomEntries/return_value?deserialize=true")
+        path = (
+            f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}/taskInstances/"
+            f"{task_id}/xcomEntries/return_value?deserialize=true"
+        )
         value = self.get(path)["value"]
         return json.loads(value) if isinstance(value, str) else value
 
@@ -293,8 +305,9 @@ def wait_for(description: str, predicate, stack: Stack, timeout: float, poll: fl
 
 def task_end(api: Api, dag_id: str, run: dict) -> datetime:
     """When the job task of a finished run ended (its run's end when the task cannot be read)."""
-    for ti in api.get(f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run['dag_run_id'], safe='')}/"
-                      "taskInstances").get("task_instances", []):
+    for ti in api.get(
+        f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run['dag_run_id'], safe='')}/taskInstances"
+    ).get("task_instances", []):
         if ti["task_id"] == dag_id.removeprefix("medallion_") and ti.get("end_date"):
             return _parse(ti["end_date"])
     return _parse(run["end_date"])
@@ -333,8 +346,9 @@ def layers_settled(api: Api, started: datetime, after: datetime) -> dict[str, li
     return out
 
 
-def run_cycle(api: Api, stack: Stack, timeout: float, interval_start: datetime | None = None,
-              conf: dict | None = None) -> dict:
+def run_cycle(
+    api: Api, stack: Stack, timeout: float, interval_start: datetime | None = None, conf: dict | None = None
+) -> dict:
     """One hourly cycle. Without `interval_start` the scheduler's own run of the latest complete hour generates the
     batch (what production does); with it, a manual run of medallion_generate for exactly that data interval does
     (with `conf` as its run parameters), so the cycle does not depend on where the wall clock is in the hour. Either
@@ -353,38 +367,69 @@ def run_cycle(api: Api, stack: Stack, timeout: float, interval_start: datetime |
                 return run
         return None
 
-    run = generation_run() if explicit else \
-        wait_for(f"the generation run of {interval_start:%Y-%m-%d %H:00}Z", generation_run, stack, 120)
+    run = (
+        generation_run()
+        if explicit
+        else wait_for(f"the generation run of {interval_start:%Y-%m-%d %H:00}Z", generation_run, stack, 120)
+    )
     if run is None:
         interval_end = interval_start + timedelta(hours=1)
-        run = api.post("/api/v2/dags/medallion_generate/dagRuns", {
-            "logical_date": interval_start.isoformat(), "data_interval_start": interval_start.isoformat(),
-            "data_interval_end": interval_end.isoformat(), "conf": conf or {}})
+        run = api.post(
+            "/api/v2/dags/medallion_generate/dagRuns",
+            {
+                "logical_date": interval_start.isoformat(),
+                "data_interval_start": interval_start.isoformat(),
+                "data_interval_end": interval_end.isoformat(),
+                "conf": conf or {},
+            },
+        )
     elif run["state"] in TERMINAL and _parse(run.get("end_date")) and _parse(run["end_date"]) < started:
         print(f"Interval {interval_start:%Y-%m-%dT%H:00}Z was generated before: clearing it to re-run it", flush=True)
-        api.post("/api/v2/dags/medallion_generate/clearTaskInstances",
-                 {"dry_run": False, "dag_run_id": run["dag_run_id"], "reset_dag_runs": True, "only_failed": False})
+        api.post(
+            "/api/v2/dags/medallion_generate/clearTaskInstances",
+            {"dry_run": False, "dag_run_id": run["dag_run_id"], "reset_dag_runs": True, "only_failed": False},
+        )
         time.sleep(2)
     print(f"Generation run {run['dag_run_id']} (interval {interval_start:%Y-%m-%dT%H:00}Z)", flush=True)
-    run = wait_for("the generation run to finish", lambda: (
-        r if (r := generation_run()) and r["state"] in TERMINAL and _parse(r.get("end_date")) >= started else None),
-        stack, timeout)
+    run = wait_for(
+        "the generation run to finish",
+        lambda: (
+            r if (r := generation_run()) and r["state"] in TERMINAL and _parse(r.get("end_date")) >= started else None
+        ),
+        stack,
+        timeout,
+    )
     if run["state"] != "success":
-        raise RuntimeError(f"medallion_generate failed: {task_failure_reason(api, 'medallion_generate', run['dag_run_id'])}")
+        raise RuntimeError(
+            f"medallion_generate failed: {task_failure_reason(api, 'medallion_generate', run['dag_run_id'])}"
+        )
     after = _parse(run["end_date"]) - timedelta(seconds=1)
     summaries = {"generate": api.xcom("medallion_generate", run["dag_run_id"], "generate")}
-    runs_by_dag = wait_for("bronze, silver and gold to settle", lambda: layers_settled(api, started, after), stack,
-                           timeout)
+    runs_by_dag = wait_for(
+        "bronze, silver and gold to settle", lambda: layers_settled(api, started, after), stack, timeout
+    )
     for dag_id, task in LAYERS:
         runs = sorted(runs_by_dag[dag_id], key=lambda r: r["queued_at"])
         print(f"{dag_id}: {len(runs)} run(s) succeeded ({', '.join(r['dag_run_id'] for r in runs)})", flush=True)
         summaries[task] = combine(task, [api.xcom(dag_id, r["dag_run_id"], task) for r in runs])
     monitor = api.post("/api/v2/dags/medallion_monitor/dagRuns", {"logical_date": None, "conf": {}})
-    run = wait_for("the monitoring run", lambda: next(
-        (r for r in api.runs("medallion_monitor") if r["dag_run_id"] == monitor["dag_run_id"]
-         and r["state"] in TERMINAL), None), stack, timeout)
+    run = wait_for(
+        "the monitoring run",
+        lambda: next(
+            (
+                r
+                for r in api.runs("medallion_monitor")
+                if r["dag_run_id"] == monitor["dag_run_id"] and r["state"] in TERMINAL
+            ),
+            None,
+        ),
+        stack,
+        timeout,
+    )
     if run["state"] != "success":
-        raise RuntimeError(f"medallion_monitor failed: {task_failure_reason(api, 'medallion_monitor', run['dag_run_id'])}")
+        raise RuntimeError(
+            f"medallion_monitor failed: {task_failure_reason(api, 'medallion_monitor', run['dag_run_id'])}"
+        )
     summaries["monitor"] = api.xcom("medallion_monitor", run["dag_run_id"], "monitor")
     summaries["interval_start"] = interval_start.isoformat()
     summaries["wall_seconds"] = round((datetime.now(timezone.utc) - started).total_seconds(), 1)
@@ -392,8 +437,16 @@ def run_cycle(api: Api, stack: Stack, timeout: float, interval_start: datetime |
 
 
 # --------------------------------------------------------------------------------------------- a backfill
-def run_backfill(api: Api, stack: Stack, from_date: datetime, to_date: datetime, timeout: float,
-                 conf: dict | None = None, max_active_runs: int = 1, reprocess: str = "completed") -> dict:
+def run_backfill(
+    api: Api,
+    stack: Stack,
+    from_date: datetime,
+    to_date: datetime,
+    timeout: float,
+    conf: dict | None = None,
+    max_active_runs: int = 1,
+    reprocess: str = "completed",
+) -> dict:
     """Backfill the generation of the hours whose logical dates are in [from_date, to_date] (both included) through
     Airflow's backfill feature, the way *medallion_generate -> Trigger -> Backfill* does it in the UI, and wait until
     bronze, silver and gold have processed everything it landed.
@@ -406,8 +459,14 @@ def run_backfill(api: Api, stack: Stack, from_date: datetime, to_date: datetime,
     started = datetime.now(timezone.utc)
     for dag_id in ("medallion_bronze", "medallion_silver", "medallion_gold"):
         api.patch(f"/api/v2/dags/{dag_id}", {"is_paused": False})
-    body = {"dag_id": "medallion_generate", "from_date": from_date.isoformat(), "to_date": to_date.isoformat(),
-            "max_active_runs": max_active_runs, "dag_run_conf": conf or {}, "reprocess_behavior": reprocess}
+    body = {
+        "dag_id": "medallion_generate",
+        "from_date": from_date.isoformat(),
+        "to_date": to_date.isoformat(),
+        "max_active_runs": max_active_runs,
+        "dag_run_conf": conf or {},
+        "reprocess_behavior": reprocess,
+    }
     for attempt in range(1, 11):
         try:
             backfill = api.post("/api/v2/backfills", body)
@@ -420,8 +479,11 @@ def run_backfill(api: Api, stack: Stack, from_date: datetime, to_date: datetime,
             print(f"Backfill not created yet (metadata DB busy), attempt {attempt}; retrying", flush=True)
             time.sleep(2 * attempt)
     api.patch("/api/v2/dags/medallion_generate", {"is_paused": False})  # the form's "Unpause ... on trigger"
-    print(f"Backfill {backfill['id']} of medallion_generate: {from_date:%Y-%m-%dT%H:%M}Z .. {to_date:%Y-%m-%dT%H:%M}Z "
-          f"(max_active_runs={max_active_runs}, reprocess={reprocess}, conf={json.dumps(conf or {})})", flush=True)
+    print(
+        f"Backfill {backfill['id']} of medallion_generate: {from_date:%Y-%m-%dT%H:%M}Z .. {to_date:%Y-%m-%dT%H:%M}Z "
+        f"(max_active_runs={max_active_runs}, reprocess={reprocess}, conf={json.dumps(conf or {})})",
+        flush=True,
+    )
 
     def generation_runs() -> list[dict]:
         return [r for r in api.runs("medallion_generate", 100) if (_parse(r.get("queued_at")) or started) >= started]
@@ -436,29 +498,50 @@ def run_backfill(api: Api, stack: Stack, from_date: datetime, to_date: datetime,
     backfill, gen_runs = wait_for(f"backfill {backfill['id']} to complete", backfill_done, stack, timeout)
     failed = [r for r in gen_runs if r["state"] != "success"]
     if failed:
-        raise RuntimeError(f"medallion_generate failed: "
-                           f"{task_failure_reason(api, 'medallion_generate', failed[0]['dag_run_id'])}")
+        raise RuntimeError(
+            f"medallion_generate failed: {task_failure_reason(api, 'medallion_generate', failed[0]['dag_run_id'])}"
+        )
     gen_runs.sort(key=lambda r: (r["run_type"] != "backfill", r.get("logical_date") or ""))
-    backfilled = [r for r in gen_runs if r["run_type"] == "backfill"
-                  and from_date <= _parse(r["logical_date"]) <= to_date]
+    backfilled = [
+        r for r in gen_runs if r["run_type"] == "backfill" and from_date <= _parse(r["logical_date"]) <= to_date
+    ]
     after = max(task_end(api, "medallion_generate", r) for r in gen_runs) - timedelta(seconds=1)
-    runs_by_dag = wait_for("bronze, silver and gold to settle", lambda: layers_settled(api, started, after), stack,
-                           timeout)
+    runs_by_dag = wait_for(
+        "bronze, silver and gold to settle", lambda: layers_settled(api, started, after), stack, timeout
+    )
 
     def brief(run: dict, summary: dict | None = None) -> dict:
-        out = {k: run.get(k) for k in ("dag_run_id", "run_type", "triggered_by", "state", "logical_date",
-                                       "data_interval_start", "data_interval_end", "queued_at", "end_date", "conf")}
+        out = {
+            k: run.get(k)
+            for k in (
+                "dag_run_id",
+                "run_type",
+                "triggered_by",
+                "state",
+                "logical_date",
+                "data_interval_start",
+                "data_interval_end",
+                "queued_at",
+                "end_date",
+                "conf",
+            )
+        }
         if summary is not None:
             out["summary"] = summary
         return out
 
-    summaries: dict = {"backfill": backfill, "generate": {"runs": [
-        brief(r, api.xcom("medallion_generate", r["dag_run_id"], "generate")) for r in gen_runs]}}
+    summaries: dict = {
+        "backfill": backfill,
+        "generate": {"runs": [brief(r, api.xcom("medallion_generate", r["dag_run_id"], "generate")) for r in gen_runs]},
+    }
     summaries["generate"]["backfill_runs"] = [r["dag_run_id"] for r in backfilled]
     for r in summaries["generate"]["runs"]:
         s = r["summary"]
-        print(f"medallion_generate {r['run_type']:<9} {r['dag_run_id']}: interval {s.get('interval_start')}, "
-              f"rows {s.get('rows')}", flush=True)
+        print(
+            f"medallion_generate {r['run_type']:<9} {r['dag_run_id']}: interval {s.get('interval_start')}, "
+            f"rows {s.get('rows')}",
+            flush=True,
+        )
     for dag_id, task in LAYERS:
         runs = sorted(runs_by_dag[dag_id], key=lambda r: r["queued_at"])
         results = [api.xcom(dag_id, r["dag_run_id"], task) for r in runs]
@@ -474,13 +557,17 @@ def run_backfill(api: Api, stack: Stack, from_date: datetime, to_date: datetime,
 def print_backfill_report(summaries: dict) -> None:
     backfill = summaries["backfill"]
     runs = summaries["generate"]["backfill_runs"]
-    print(f"\nBackfill {backfill['id']} of medallion_generate done in {summaries['wall_seconds']}s: {len(runs)} hour(s) "
-          f"{summaries['from_date']} .. {summaries['to_date']} generated by backfill runs; bronze, silver and gold "
-          f"followed in {summaries['bronze']['runs']}, {summaries['silver']['runs']} and {summaries['gold']['runs']} "
-          "asset-triggered or hourly run(s).")
-    print(f"Bronze ingested {summaries['bronze']['rows_ingested']} rows; silver quality score "
-          f"{summaries['silver'].get('quality_score')} (target {summaries['silver'].get('target_score')}); "
-          f"gold tables: {summaries['gold'].get('tables')}")
+    print(
+        f"\nBackfill {backfill['id']} of medallion_generate done in {summaries['wall_seconds']}s: {len(runs)} hour(s) "
+        f"{summaries['from_date']} .. {summaries['to_date']} generated by backfill runs; bronze, silver and gold "
+        f"followed in {summaries['bronze']['runs']}, {summaries['silver']['runs']} and {summaries['gold']['runs']} "
+        "asset-triggered or hourly run(s)."
+    )
+    print(
+        f"Bronze ingested {summaries['bronze']['rows_ingested']} rows; silver quality score "
+        f"{summaries['silver'].get('quality_score')} (target {summaries['silver'].get('target_score')}); "
+        f"gold tables: {summaries['gold'].get('tables')}"
+    )
 
 
 def combine(task: str, results: list[dict]) -> dict:
@@ -489,13 +576,18 @@ def combine(task: str, results: list[dict]) -> dict:
         tables: dict[str, dict] = {}
         for r in results:
             for entity, t in r.get("tables", {}).items():
-                acc = tables.setdefault(entity, {"table": t["table"], "files_seen": 0, "rows_ingested": 0,
-                                                 "rows_rescued": 0})
+                acc = tables.setdefault(
+                    entity, {"table": t["table"], "files_seen": 0, "rows_ingested": 0, "rows_rescued": 0}
+                )
                 for key in ("files_seen", "rows_ingested", "rows_rescued"):
                     acc[key] += t.get(key, 0)
-        return {"runs": len(results), "tables": tables, "rows_ingested": sum(r["rows_ingested"] for r in results),
-                "rows_rescued": sum(r.get("rows_rescued", 0) for r in results),
-                "unreadable_files": [f for r in results for f in r.get("unreadable_files", [])]}
+        return {
+            "runs": len(results),
+            "tables": tables,
+            "rows_ingested": sum(r["rows_ingested"] for r in results),
+            "rows_rescued": sum(r.get("rows_rescued", 0) for r in results),
+            "unreadable_files": [f for r in results for f in r.get("unreadable_files", [])],
+        }
     if task == "silver":
         entities: dict[str, dict] = {}
         for r in results:
@@ -507,6 +599,7 @@ def combine(task: str, results: list[dict]) -> dict:
                             acc[key][rule] = acc[key].get(rule, 0) + n
                     elif isinstance(value, int) and not isinstance(value, bool):
                         acc[key] = acc.get(key, 0) + value
+
         def good(st):  # rows released from held passed every rule; expired ones failed patient_exists
             return st.get("valid", 0) + st.get("released", 0)
 
@@ -517,14 +610,19 @@ def combine(task: str, results: list[dict]) -> dict:
             st["quality_score"] = round(good(st) / scored(st), 6) if scored(st) else None
         valid = sum(good(st) for st in entities.values())
         total = sum(scored(st) for st in entities.values())
-        return {"runs": len(results), "entities": entities, "quality_score": round(valid / total, 6) if total else None,
-                "target_score": results[-1].get("target_score")}
+        return {
+            "runs": len(results),
+            "entities": entities,
+            "quality_score": round(valid / total, 6) if total else None,
+            "target_score": results[-1].get("target_score"),
+        }
     return {"runs": len(results), **results[-1]}
 
 
 def print_report(summaries: dict) -> None:
     sys.path.insert(0, str(ROOT / "spark_jobs"))
     from medallion.config import load_settings
+
     settings = load_settings()
     tables = settings.raw["tables"]
     counts = summaries["monitor"]["counts"]
@@ -543,19 +641,27 @@ def print_report(summaries: dict) -> None:
     bronze = summaries.get("bronze", {})
     if bronze:
         files = sum(t.get("files_seen", 0) for t in bronze.get("tables", {}).values())
-        print(f"Bronze this cycle: {files} landing file(s), {bronze.get('rows_ingested')} rows, "
-              f"{bronze.get('rows_rescued', 0)} with rescued data, "
-              f"{len(bronze.get('unreadable_files', []))} unreadable (ops_bronze_files has one row per file)")
+        print(
+            f"Bronze this cycle: {files} landing file(s), {bronze.get('rows_ingested')} rows, "
+            f"{bronze.get('rows_rescued', 0)} with rescued data, "
+            f"{len(bronze.get('unreadable_files', []))} unreadable (ops_bronze_files has one row per file)"
+        )
     monitor = summaries["monitor"]
     score, target = monitor.get("quality_score"), monitor.get("target_score")
     breaches = monitor.get("breaches") or []
     print(f"Airflow run logs: {airflow_home() / 'logs'}")
-    print(f"Monitoring: {len(breaches)} open data-quality breach(es)"
-          + (": " + "; ".join(f"{b['kind']} {b['subject']}" for b in breaches) if breaches else ""))
-    print(f"Quality dashboard: {monitor.get('dashboard')}  (Airflow UI: http://127.0.0.1:{api_port()}/medallion/dashboard,"
-          " or Browse -> Quality dashboard, while `make up` runs)")
-    print(f"Quality score of this cycle: {'n/a' if score is None else f'{score:.4%}'} "
-          f"(target {'n/a' if target is None else f'{target:.1%}'}; {monitor.get('quality_window', '')})")
+    print(
+        f"Monitoring: {len(breaches)} open data-quality breach(es)"
+        + (": " + "; ".join(f"{b['kind']} {b['subject']}" for b in breaches) if breaches else "")
+    )
+    print(
+        f"Quality dashboard: {monitor.get('dashboard')}  (Airflow UI: http://127.0.0.1:{api_port()}/medallion/dashboard,"
+        " or Browse -> Quality dashboard, while `make up` runs)"
+    )
+    print(
+        f"Quality score of this cycle: {'n/a' if score is None else f'{score:.4%}'} "
+        f"(target {'n/a' if target is None else f'{target:.1%}'}; {monitor.get('quality_window', '')})"
+    )
 
 
 @contextmanager
@@ -585,19 +691,32 @@ def main() -> None:
     parser.add_argument("command", choices=["setup", "cycle", "backfill", "up", "env"])
     parser.add_argument("--timeout", type=float, default=900, help="seconds to wait for each stage of a cycle")
     parser.add_argument("--summary-json", default=None, help="write the cycle's run summaries to this file")
-    parser.add_argument("--conf", type=json.loads, default=None,
-                        help='run parameters of the generation run(s), JSON (e.g. \'{"patients_per_batch": 500}\')')
+    parser.add_argument(
+        "--conf",
+        type=json.loads,
+        default=None,
+        help="run parameters of the generation run(s), JSON (e.g. '{\"patients_per_batch\": 500}')",
+    )
     cycle = parser.add_argument_group("cycle")
-    cycle.add_argument("--interval-start", type=_utc, default=None,
-                       help="generate this hour (ISO-8601 interval start) by a manual run with that data interval, "
-                            "instead of the scheduler's run of the latest complete hour")
+    cycle.add_argument(
+        "--interval-start",
+        type=_utc,
+        default=None,
+        help="generate this hour (ISO-8601 interval start) by a manual run with that data interval, "
+        "instead of the scheduler's run of the latest complete hour",
+    )
     backfill = parser.add_argument_group("backfill")
     backfill.add_argument("--from-date", type=_utc, help="logical date (interval start) of the first hour, ISO-8601")
     backfill.add_argument("--to-date", type=_utc, help="logical date of the last hour (included), ISO-8601")
-    backfill.add_argument("--max-active-runs", type=int, default=1,
-                          help="backfill runs at a time (1: the hours are generated in order)")
-    backfill.add_argument("--reprocess", choices=["none", "failed", "completed"], default="completed",
-                          help="hours that already have a run: completed (the default) re-runs them, like a clear")
+    backfill.add_argument(
+        "--max-active-runs", type=int, default=1, help="backfill runs at a time (1: the hours are generated in order)"
+    )
+    backfill.add_argument(
+        "--reprocess",
+        choices=["none", "failed", "completed"],
+        default="completed",
+        help="hours that already have a run: completed (the default) re-runs them, like a clear",
+    )
     args = parser.parse_args()
     if args.command == "backfill" and not (args.from_date and args.to_date):
         parser.error("backfill needs --from-date and --to-date")
@@ -618,8 +737,16 @@ def main() -> None:
                     stack.check_alive()
                     time.sleep(5)
             if args.command == "backfill":
-                summaries = run_backfill(api, stack, args.from_date, args.to_date, args.timeout, conf=args.conf,
-                                         max_active_runs=args.max_active_runs, reprocess=args.reprocess)
+                summaries = run_backfill(
+                    api,
+                    stack,
+                    args.from_date,
+                    args.to_date,
+                    args.timeout,
+                    conf=args.conf,
+                    max_active_runs=args.max_active_runs,
+                    reprocess=args.reprocess,
+                )
             else:
                 summaries = run_cycle(api, stack, args.timeout, interval_start=args.interval_start, conf=args.conf)
             if args.summary_json:
@@ -633,10 +760,11 @@ def main() -> None:
     except KeyboardInterrupt:
         if args.command != "up":
             print("Interrupted: stopping the Airflow components", file=sys.stderr)
-            raise SystemExit(130)
+            raise SystemExit(130) from None
     except (RuntimeError, TimeoutError) as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
-        raise SystemExit(1)
+        raise SystemExit(1) from None
+
 
 if __name__ == "__main__":
     main()

@@ -6,6 +6,7 @@ the local Airflow target runs them (one subprocess, one local Spark session per 
 --runs repetitions. With --airflow-runs N the whole cycle is also timed through the real Airflow components.
 Results go to bench/results.json and bench/results.md (machine noted).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,21 +25,31 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "spark_jobs"))
 JOBS = ["generate", "bronze", "silver", "gold", "monitor"]
-INTERVAL = ["--interval-start=2026-11-27T05:00:00+00:00", "--interval-end=2026-11-27T06:00:00+00:00",
-            "--run-id=bench"]
+INTERVAL = ["--interval-start=2026-11-27T05:00:00+00:00", "--interval-end=2026-11-27T06:00:00+00:00", "--run-id=bench"]
 CYCLE_BUDGET_S = 300  # the product request's end-to-end latency bar
 
 
 def machine() -> dict:
     cpu = "unknown"
     try:
-        cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+        cpu = next(
+            l.split(":", 1)[1].strip()
+            for l in Path("/proc/cpuinfo").read_text().splitlines()
+            if l.startswith("model name")
+        )
     except (OSError, StopIteration):
         pass
     mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     import pyspark
-    return {"cpus": os.cpu_count(), "cpu_model": cpu, "memory_gib": round(mem_gib, 1),
-            "python": platform.python_version(), "pyspark": pyspark.__version__, "os": platform.platform()}
+
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": cpu,
+        "memory_gib": round(mem_gib, 1),
+        "python": platform.python_version(),
+        "pyspark": pyspark.__version__,
+        "os": platform.platform(),
+    }
 
 
 def run_job(job: str, env: dict, extra: list[str]) -> tuple[float, dict]:
@@ -67,17 +78,26 @@ def bench_cycle(patients: int, runs: int, workdir: Path) -> dict:
             if job == "generate":
                 rows = summary["rows"]
         totals.append(time.perf_counter() - t0)
-        print(f"  {patients:>7} patients, run {i + 1}/{runs}: {totals[-1]:.1f}s "
-              + " ".join(f"{j}={per_job[j][-1]:.1f}s" for j in JOBS), flush=True)
+        print(
+            f"  {patients:>7} patients, run {i + 1}/{runs}: {totals[-1]:.1f}s "
+            + " ".join(f"{j}={per_job[j][-1]:.1f}s" for j in JOBS),
+            flush=True,
+        )
         shutil.rmtree(lake, ignore_errors=True)
-    return {"patients": patients, "rows": rows, "runs": runs,
-            "median_s": {j: round(statistics.median(v), 2) for j, v in per_job.items()},
-            "cycle_median_s": round(statistics.median(totals), 2), "cycle_all_s": [round(t, 2) for t in totals],
-            "within_5_min": statistics.median(totals) < CYCLE_BUDGET_S}
+    return {
+        "patients": patients,
+        "rows": rows,
+        "runs": runs,
+        "median_s": {j: round(statistics.median(v), 2) for j, v in per_job.items()},
+        "cycle_median_s": round(statistics.median(totals), 2),
+        "cycle_all_s": [round(t, 2) for t in totals],
+        "within_5_min": statistics.median(totals) < CYCLE_BUDGET_S,
+    }
 
 
 def _tree_rss(proc) -> int:
     import psutil
+
     total = 0
     for p in [proc, *proc.children(recursive=True)]:
         try:
@@ -91,18 +111,27 @@ def bench_generator(volumes: list[int], workdir: Path) -> list[dict]:
     """Generation throughput: one batch per volume on top of one earlier batch (so changes are generated too),
     with the peak resident memory of the whole process tree (Python driver, JVM, Python workers)."""
     import psutil
+
     out = []
     for patients in volumes:
         lake = workdir / f"gen-{patients}"
         shutil.rmtree(lake, ignore_errors=True)
         env = dict(os.environ, MEDALLION_LAKEHOUSE=str(lake), MEDALLION_HOME=str(ROOT))
         exe = str(Path(sys.executable).parent / "medallion-generate")
-        prior = ["--interval-start=2026-11-27T04:00:00+00:00", "--interval-end=2026-11-27T05:00:00+00:00",
-                 f"--patients={max(patients // 10, 1)}"]
+        prior = [
+            "--interval-start=2026-11-27T04:00:00+00:00",
+            "--interval-end=2026-11-27T05:00:00+00:00",
+            f"--patients={max(patients // 10, 1)}",
+        ]
         subprocess.run([exe, *prior], env=env, capture_output=True, check=True)
         start = time.perf_counter()
-        proc = psutil.Popen([exe, *INTERVAL, f"--patients={patients}"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)
+        proc = psutil.Popen(
+            [exe, *INTERVAL, f"--patients={patients}"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
         peak = 0
         while proc.poll() is None:
             peak = max(peak, _tree_rss(proc))
@@ -113,11 +142,22 @@ def bench_generator(volumes: list[int], workdir: Path) -> list[dict]:
             raise SystemExit(f"generate failed at {patients} patients")
         summary = json.loads([l for l in stdout.splitlines() if l.startswith("{")][-1])
         rows = sum(summary["rows"].values())
-        out.append({"patients": patients, "rows": summary["rows"], "seconds": round(elapsed, 2),
-                    "rows_per_s": round(rows / elapsed), "peak_rss_gib": round(peak / 2**30, 2),
-                    "defects": summary["defects"], "changed_rows": summary["changed_rows"]})
-        print(f"  generate {patients:>9,} patients: {elapsed:.1f}s, {rows / elapsed:,.0f} rows/s, "
-              f"peak {peak / 2**30:.2f} GiB", flush=True)
+        out.append(
+            {
+                "patients": patients,
+                "rows": summary["rows"],
+                "seconds": round(elapsed, 2),
+                "rows_per_s": round(rows / elapsed),
+                "peak_rss_gib": round(peak / 2**30, 2),
+                "defects": summary["defects"],
+                "changed_rows": summary["changed_rows"],
+            }
+        )
+        print(
+            f"  generate {patients:>9,} patients: {elapsed:.1f}s, {rows / elapsed:,.0f} rows/s, "
+            f"peak {peak / 2**30:.2f} GiB",
+            flush=True,
+        )
         shutil.rmtree(lake, ignore_errors=True)
     return out
 
@@ -161,14 +201,27 @@ def bench_bronze(volumes: list[int], runs: int, workdir: Path) -> list[dict]:
             if summary["rows_ingested"] != rows:
                 raise SystemExit(f"bronze ingested {summary['rows_ingested']} rows, the files hold {rows}")
             bronze_s.append(seconds)
-            print(f"  bronze {patients:>9,} patients ({rows:,} rows, {landing_mb:.0f} MiB), run {i + 1}/{runs}: "
-                  f"plain copy {plain_s[-1]:.1f}s, bronze {bronze_s[-1]:.1f}s", flush=True)
+            print(
+                f"  bronze {patients:>9,} patients ({rows:,} rows, {landing_mb:.0f} MiB), run {i + 1}/{runs}: "
+                f"plain copy {plain_s[-1]:.1f}s, bronze {bronze_s[-1]:.1f}s",
+                flush=True,
+            )
         shutil.rmtree(lake, ignore_errors=True)
         b, p = statistics.median(bronze_s), statistics.median(plain_s)
-        out.append({"patients": patients, "rows": rows, "landing_mib": round(landing_mb, 1), "runs": runs,
-                    "bronze_median_s": round(b, 2), "plain_copy_median_s": round(p, 2), "ratio": round(b / p, 2),
-                    "bronze_all_s": [round(x, 2) for x in bronze_s], "plain_copy_all_s": [round(x, 2) for x in plain_s],
-                    "within_1_5x": b / p <= 1.5})
+        out.append(
+            {
+                "patients": patients,
+                "rows": rows,
+                "landing_mib": round(landing_mb, 1),
+                "runs": runs,
+                "bronze_median_s": round(b, 2),
+                "plain_copy_median_s": round(p, 2),
+                "ratio": round(b / p, 2),
+                "bronze_all_s": [round(x, 2) for x in bronze_s],
+                "plain_copy_all_s": [round(x, 2) for x in plain_s],
+                "within_1_5x": b / p <= 1.5,
+            }
+        )
     return out
 
 
@@ -193,8 +246,17 @@ def bench_silver(volumes: list[int], runs: int, workdir: Path) -> list[dict]:
         shutil.rmtree(lake, ignore_errors=True)
         env = dict(os.environ, MEDALLION_LAKEHOUSE=str(lake), MEDALLION_HOME=str(ROOT))
         exe = str(Path(sys.executable).parent / "medallion-generate")
-        subprocess.run([exe, "--interval-start=2026-11-27T04:00:00+00:00", "--interval-end=2026-11-27T05:00:00+00:00",
-                        f"--patients={max(patients // 10, 1)}"], env=env, capture_output=True, check=True)
+        subprocess.run(
+            [
+                exe,
+                "--interval-start=2026-11-27T04:00:00+00:00",
+                "--interval-end=2026-11-27T05:00:00+00:00",
+                f"--patients={max(patients // 10, 1)}",
+            ],
+            env=env,
+            capture_output=True,
+            check=True,
+        )
         run_job("generate", env, [f"--patients={patients}"])
         _, bronze = run_job("bronze", env, [])
         seconds, summary = [], None
@@ -207,19 +269,36 @@ def bench_silver(volumes: list[int], runs: int, workdir: Path) -> list[dict]:
                 shutil.rmtree(ck, ignore_errors=True)
             elapsed, summary = run_job("silver", env, [])
             seconds.append(elapsed)
-            print(f"  silver {patients:>9,} patients ({bronze['rows_ingested']:,} bronze rows), run {i + 1}/{runs}: "
-                  f"{elapsed:.1f}s, quality {summary['quality_score']}", flush=True)
-        gt = subprocess.run([sys.executable, "-c", GROUND_TRUTH.format(spark_jobs=str(ROOT / "spark_jobs"))],
-                            env=env, capture_output=True, text=True, check=True)
+            print(
+                f"  silver {patients:>9,} patients ({bronze['rows_ingested']:,} bronze rows), run {i + 1}/{runs}: "
+                f"{elapsed:.1f}s, quality {summary['quality_score']}",
+                flush=True,
+            )
+        gt = subprocess.run(
+            [sys.executable, "-c", GROUND_TRUTH.format(spark_jobs=str(ROOT / "spark_jobs"))],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         truth = json.loads(gt.stdout.strip().splitlines()[-1])
         median = statistics.median(seconds)
-        out.append({"patients": patients, "bronze_rows": bronze["rows_ingested"], "runs": runs,
-                    "silver_median_s": round(median, 2), "silver_all_s": [round(x, 2) for x in seconds],
-                    "rows_per_s": round(bronze["rows_ingested"] / median),
-                    "quality_score": summary["quality_score"], "target_score": summary["target_score"],
-                    "recall": truth["recall"], "precision": truth["precision"],
-                    "defects_expected": truth["true_positives"] + truth["missed"],
-                    "duplicates_injected": truth["duplicates_injected"]})
+        out.append(
+            {
+                "patients": patients,
+                "bronze_rows": bronze["rows_ingested"],
+                "runs": runs,
+                "silver_median_s": round(median, 2),
+                "silver_all_s": [round(x, 2) for x in seconds],
+                "rows_per_s": round(bronze["rows_ingested"] / median),
+                "quality_score": summary["quality_score"],
+                "target_score": summary["target_score"],
+                "recall": truth["recall"],
+                "precision": truth["precision"],
+                "defects_expected": truth["true_positives"] + truth["missed"],
+                "duplicates_injected": truth["duplicates_injected"],
+            }
+        )
         shutil.rmtree(lake, ignore_errors=True)
     return out
 
@@ -243,6 +322,7 @@ def history_worker(lake: str, patients: int, cycles: int) -> None:
     from medallion.config import load_settings
     from medallion.lakehouse import Lakehouse
     from medallion.session import get_spark
+
     settings = load_settings()
     spark = get_spark(settings, app_name="medallion-bench-history")
 
@@ -258,9 +338,16 @@ def history_worker(lake: str, patients: int, cycles: int) -> None:
 
     for i in range(cycles):
         start = HISTORY_START + timedelta(hours=i)
-        interval = [f"--interval-start={start.isoformat()}", f"--interval-end={(start + timedelta(hours=1)).isoformat()}"]
-        seconds = {"generate": job("generate", *interval, f"--patients={patients}"),
-                   "bronze": job("bronze", *interval), "silver": job("silver"), "gold": job("gold")}
+        interval = [
+            f"--interval-start={start.isoformat()}",
+            f"--interval-end={(start + timedelta(hours=1)).isoformat()}",
+        ]
+        seconds = {
+            "generate": job("generate", *interval, f"--patients={patients}"),
+            "bronze": job("bronze", *interval),
+            "silver": job("silver"),
+            "gold": job("gold"),
+        }
         print("HISTORY " + json.dumps({"cycle": i + 1, "seconds": seconds}), flush=True)
 
     lake_api = Lakehouse(spark, settings)
@@ -269,32 +356,43 @@ def history_worker(lake: str, patients: int, cycles: int) -> None:
     for entity, name in gold.items():
         lake_api.read(name).drop("_updated_at").write.parquet(str(snapshot / entity))
     rebuild = job("gold", "--full-refresh=true")
-    equal = all(lake_api.read(name).drop("_updated_at").exceptAll(spark.read.parquet(str(snapshot / e))).count() == 0
-                and spark.read.parquet(str(snapshot / e)).exceptAll(lake_api.read(name).drop("_updated_at")).count() == 0
-                for e, name in gold.items())
+    equal = all(
+        lake_api.read(name).drop("_updated_at").exceptAll(spark.read.parquet(str(snapshot / e))).count() == 0
+        and spark.read.parquet(str(snapshot / e)).exceptAll(lake_api.read(name).drop("_updated_at")).count() == 0
+        for e, name in gold.items()
+    )
     rows = {e: lake_api.count(name) for e, name in gold.items()}
-    print("HISTORY " + json.dumps({"rebuild_s": rebuild, "rebuild_equals_incremental": equal, "gold_rows": rows}),
-          flush=True)
+    print(
+        "HISTORY " + json.dumps({"rebuild_s": rebuild, "rebuild_equals_incremental": equal, "gold_rows": rows}),
+        flush=True,
+    )
 
 
 def bench_history(patients: int, cycles: int, workdir: Path) -> dict:
     """Is the cost of a cycle flat as history grows? `cycles` consecutive hourly cycles on one lakehouse."""
     lake = workdir / "history"
     shutil.rmtree(lake, ignore_errors=True)
-    proc = subprocess.Popen([sys.executable, __file__, "--history-worker", str(lake), str(patients), str(cycles)],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                            env=dict(os.environ, MEDALLION_HOME=str(ROOT)))
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--history-worker", str(lake), str(patients), str(cycles)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=dict(os.environ, MEDALLION_HOME=str(ROOT)),
+    )
     per_cycle, final = [], {}
     for line in proc.stdout:
         if not line.startswith("HISTORY "):
             continue
-        item = json.loads(line[len("HISTORY "):])
+        item = json.loads(line[len("HISTORY ") :])
         if "cycle" in item:
             item["seconds"] = {k: round(v, 2) for k, v in item["seconds"].items()}
             item["whole_s"] = round(sum(item["seconds"].values()), 2)
             per_cycle.append(item)
-            print(f"  cycle {item['cycle']:>2}/{cycles}: {item['whole_s']:.1f}s "
-                  + " ".join(f"{j}={item['seconds'][j]:.1f}s" for j in HISTORY_JOBS), flush=True)
+            print(
+                f"  cycle {item['cycle']:>2}/{cycles}: {item['whole_s']:.1f}s "
+                + " ".join(f"{j}={item['seconds'][j]:.1f}s" for j in HISTORY_JOBS),
+                flush=True,
+            )
         else:
             final = item
     if proc.wait() != 0 or not final:
@@ -303,14 +401,21 @@ def bench_history(patients: int, cycles: int, workdir: Path) -> dict:
     second, last = per_cycle[1], per_cycle[-1]
     gold_ratio = last["seconds"]["gold"] / second["seconds"]["gold"]
     whole_ratio = last["whole_s"] / second["whole_s"]
-    return {"patients_per_cycle": patients, "cycles": per_cycle, "rebuild_s": round(final["rebuild_s"], 2),
-            "rebuild_equals_incremental": final["rebuild_equals_incremental"], "gold_rows": final["gold_rows"],
-            "gold_last_vs_2nd": round(gold_ratio, 3), "whole_last_vs_2nd": round(whole_ratio, 3),
-            "flat": gold_ratio <= FLATNESS_BOUND and whole_ratio <= FLATNESS_BOUND}
+    return {
+        "patients_per_cycle": patients,
+        "cycles": per_cycle,
+        "rebuild_s": round(final["rebuild_s"], 2),
+        "rebuild_equals_incremental": final["rebuild_equals_incremental"],
+        "gold_rows": final["gold_rows"],
+        "gold_last_vs_2nd": round(gold_ratio, 3),
+        "whole_last_vs_2nd": round(whole_ratio, 3),
+        "flat": gold_ratio <= FLATNESS_BOUND and whole_ratio <= FLATNESS_BOUND,
+    }
 
 
 def free_port() -> int:
     import socket
+
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -319,11 +424,19 @@ def free_port() -> int:
 def bench_airflow(runs: int, workdir: Path) -> dict:
     walls = []
     for i in range(runs):
-        env = dict(os.environ, AIRFLOW_HOME=str(workdir / f"airflow-{i}"),
-                   MEDALLION_LAKEHOUSE=str(workdir / f"af-lake-{i}"), MEDALLION_AIRFLOW_PORT=str(free_port()))
+        env = dict(
+            os.environ,
+            AIRFLOW_HOME=str(workdir / f"airflow-{i}"),
+            MEDALLION_LAKEHOUSE=str(workdir / f"af-lake-{i}"),
+            MEDALLION_AIRFLOW_PORT=str(free_port()),
+        )
         summary = workdir / f"airflow-{i}.json"
-        out = subprocess.run([sys.executable, str(ROOT / "scripts" / "airflow_local.py"), "cycle",
-                              "--summary-json", str(summary)], env=env, capture_output=True, text=True)
+        out = subprocess.run(
+            [sys.executable, str(ROOT / "scripts" / "airflow_local.py"), "cycle", "--summary-json", str(summary)],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         if out.returncode != 0:
             raise SystemExit(f"Airflow cycle failed: {out.stderr[-500:]}")
         walls.append(json.loads(summary.read_text())["wall_seconds"])
@@ -333,83 +446,139 @@ def bench_airflow(runs: int, workdir: Path) -> dict:
 
 def markdown(results: dict) -> str:
     m = results["machine"]
-    lines = [f"# Benchmark ({results['measured_at']})", "",
-             f"Machine: {m['cpus']} CPUs ({m['cpu_model']}), {m['memory_gib']} GiB, Python {m['python']}, "
-             f"PySpark {m['pyspark']}. Medians of {results['runs']} runs, each from an empty lakehouse; every job "
-             "is its own process with its own local Spark session, as the local Airflow target runs it.", "",
-             "| patients | claims | events | " + " | ".join(JOBS) + " | whole cycle | < 5 min |",
-             "|---:|---:|---:|" + "---:|" * len(JOBS) + "---:|:---:|"]
+    lines = [
+        f"# Benchmark ({results['measured_at']})",
+        "",
+        f"Machine: {m['cpus']} CPUs ({m['cpu_model']}), {m['memory_gib']} GiB, Python {m['python']}, "
+        f"PySpark {m['pyspark']}. Medians of {results['runs']} runs, each from an empty lakehouse; every job "
+        "is its own process with its own local Spark session, as the local Airflow target runs it.",
+        "",
+        "| patients | claims | events | " + " | ".join(JOBS) + " | whole cycle | < 5 min |",
+        "|---:|---:|---:|" + "---:|" * len(JOBS) + "---:|:---:|",
+    ]
     for c in results["cycles"]:
         r = c["rows"] or {}
-        lines.append(f"| {c['patients']:,} | {r.get('claims', 0):,} | {r.get('medical_events', 0):,} | "
-                     + " | ".join(f"{c['median_s'][j]:.1f} s" for j in JOBS)
-                     + f" | {c['cycle_median_s']:.1f} s | {'yes' if c['within_5_min'] else 'NO'} |")
+        lines.append(
+            f"| {c['patients']:,} | {r.get('claims', 0):,} | {r.get('medical_events', 0):,} | "
+            + " | ".join(f"{c['median_s'][j]:.1f} s" for j in JOBS)
+            + f" | {c['cycle_median_s']:.1f} s | {'yes' if c['within_5_min'] else 'NO'} |"
+        )
     if results.get("generator"):
-        lines += ["", "Generation throughput (one batch on top of one earlier batch, so changes are included; "
-                      "peak = resident memory of the whole process tree):", "",
-                  "| patients | rows written | seconds | rows/s | peak memory |", "|---:|---:|---:|---:|---:|"]
+        lines += [
+            "",
+            "Generation throughput (one batch on top of one earlier batch, so changes are included; "
+            "peak = resident memory of the whole process tree):",
+            "",
+            "| patients | rows written | seconds | rows/s | peak memory |",
+            "|---:|---:|---:|---:|---:|",
+        ]
         for g in results["generator"]:
-            lines.append(f"| {g['patients']:,} | {sum(g['rows'].values()):,} | {g['seconds']:.1f} | "
-                         f"{g['rows_per_s']:,} | {g['peak_rss_gib']:.2f} GiB |")
+            lines.append(
+                f"| {g['patients']:,} | {sum(g['rows'].values()):,} | {g['seconds']:.1f} | "
+                f"{g['rows_per_s']:,} | {g['peak_rss_gib']:.2f} GiB |"
+            )
     if results.get("bronze"):
-        lines += ["", "Bronze against its floor, a plain Spark CSV -> Delta copy of the same landing files (whole "
-                      "processes, JVM start included; medians):", "",
-                  "| patients | rows | landing | plain copy | bronze | ratio | within 1.5x |",
-                  "|---:|---:|---:|---:|---:|---:|:---:|"]
+        lines += [
+            "",
+            "Bronze against its floor, a plain Spark CSV -> Delta copy of the same landing files (whole "
+            "processes, JVM start included; medians):",
+            "",
+            "| patients | rows | landing | plain copy | bronze | ratio | within 1.5x |",
+            "|---:|---:|---:|---:|---:|---:|:---:|",
+        ]
         for b in results["bronze"]:
-            lines.append(f"| {b['patients']:,} | {b['rows']:,} | {b['landing_mib']:.0f} MiB | "
-                         f"{b['plain_copy_median_s']:.1f} s | {b['bronze_median_s']:.1f} s | {b['ratio']:.2f} | "
-                         f"{'yes' if b['within_1_5x'] else 'NO'} |")
+            lines.append(
+                f"| {b['patients']:,} | {b['rows']:,} | {b['landing_mib']:.0f} MiB | "
+                f"{b['plain_copy_median_s']:.1f} s | {b['bronze_median_s']:.1f} s | {b['ratio']:.2f} | "
+                f"{'yes' if b['within_1_5x'] else 'NO'} |"
+            )
     if results.get("silver"):
-        lines += ["", "Silver at the default defect rate (one earlier batch + one batch of the given size, so changes "
-                      "and late patients are included; silver timed from empty silver tables; recall and precision "
-                      "of the rules against the generator's ground truth):", "",
-                  "| patients | bronze rows | silver | rows/s | quality score | recall | precision |",
-                  "|---:|---:|---:|---:|---:|---:|---:|"]
+        lines += [
+            "",
+            "Silver at the default defect rate (one earlier batch + one batch of the given size, so changes "
+            "and late patients are included; silver timed from empty silver tables; recall and precision "
+            "of the rules against the generator's ground truth):",
+            "",
+            "| patients | bronze rows | silver | rows/s | quality score | recall | precision |",
+            "|---:|---:|---:|---:|---:|---:|---:|",
+        ]
         for v in results["silver"]:
-            lines.append(f"| {v['patients']:,} | {v['bronze_rows']:,} | {v['silver_median_s']:.1f} s | "
-                         f"{v['rows_per_s']:,} | {v['quality_score']:.4%} | {v['recall']:.2%} | {v['precision']:.2%} |")
+            lines.append(
+                f"| {v['patients']:,} | {v['bronze_rows']:,} | {v['silver_median_s']:.1f} s | "
+                f"{v['rows_per_s']:,} | {v['quality_score']:.4%} | {v['recall']:.2%} | {v['precision']:.2%} |"
+            )
     if results.get("history"):
         h = results["history"]
         n = len(h["cycles"])
         shown = sorted({1, 2, *range(6, n, 6), n})
-        lines += ["", f"History: {n} consecutive hourly cycles of {h['patients_per_cycle']:,} new patients each on one "
-                      "lakehouse (the jobs' code in one Spark session, JVM start excluded; each cycle also re-sends "
-                      "versions, claims and status updates of earlier hours):", "",
-                  "| cycle | " + " | ".join(HISTORY_JOBS) + " | whole cycle |", "|---:|" + "---:|" * (len(HISTORY_JOBS) + 1)]
+        lines += [
+            "",
+            f"History: {n} consecutive hourly cycles of {h['patients_per_cycle']:,} new patients each on one "
+            "lakehouse (the jobs' code in one Spark session, JVM start excluded; each cycle also re-sends "
+            "versions, claims and status updates of earlier hours):",
+            "",
+            "| cycle | " + " | ".join(HISTORY_JOBS) + " | whole cycle |",
+            "|---:|" + "---:|" * (len(HISTORY_JOBS) + 1),
+        ]
         for c in h["cycles"]:
             if c["cycle"] in shown:
-                lines.append(f"| {c['cycle']} | " + " | ".join(f"{c['seconds'][j]:.1f} s" for j in HISTORY_JOBS)
-                             + f" | {c['whole_s']:.1f} s |")
-        lines += ["", f"Cycle {n} vs cycle 2: gold {h['gold_last_vs_2nd']:.2f}x, whole cycle {h['whole_last_vs_2nd']:.2f}x "
-                      f"(bound {FLATNESS_BOUND}x: {'met' if h['flat'] else 'NOT met'}). Full rebuild of gold from silver "
-                      f"after cycle {n}: {h['rebuild_s']:.1f} s for {sum(h['gold_rows'].values()):,} gold rows "
-                      f"(incremental gold {'equals' if h['rebuild_equals_incremental'] else 'DIFFERS from'} the rebuild)."]
+                lines.append(
+                    f"| {c['cycle']} | "
+                    + " | ".join(f"{c['seconds'][j]:.1f} s" for j in HISTORY_JOBS)
+                    + f" | {c['whole_s']:.1f} s |"
+                )
+        lines += [
+            "",
+            f"Cycle {n} vs cycle 2: gold {h['gold_last_vs_2nd']:.2f}x, whole cycle {h['whole_last_vs_2nd']:.2f}x "
+            f"(bound {FLATNESS_BOUND}x: {'met' if h['flat'] else 'NOT met'}). Full rebuild of gold from silver "
+            f"after cycle {n}: {h['rebuild_s']:.1f} s for {sum(h['gold_rows'].values()):,} gold rows "
+            f"(incremental gold {'equals' if h['rebuild_equals_incremental'] else 'DIFFERS from'} the rebuild).",
+        ]
     if results.get("airflow"):
         a = results["airflow"]
-        lines += ["", f"Through the real Airflow components (scheduler, dag-processor, triggerer, api-server; "
-                      f"default volume): median {a['cycle_median_s']:.1f} s over {a['runs']} run(s) "
-                      f"({', '.join(str(x) for x in a['cycle_all_s'])})."]
+        lines += [
+            "",
+            f"Through the real Airflow components (scheduler, dag-processor, triggerer, api-server; "
+            f"default volume): median {a['cycle_median_s']:.1f} s over {a['runs']} run(s) "
+            f"({', '.join(str(x) for x in a['cycle_all_s'])}).",
+        ]
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     from medallion.config import load_raw
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     default = int(load_raw()["generator"]["patients_per_batch"])
     parser.add_argument("--volumes", default=f"{default},{default * 10}", help="patients per batch, comma-separated")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--airflow-runs", type=int, default=1, help="cycles timed through Airflow (0 to skip)")
-    parser.add_argument("--generator-volumes", default="10000,100000,1000000",
-                        help="patients per batch for the generation throughput figures ('' to skip)")
-    parser.add_argument("--bronze-volumes", default="100000,1000000",
-                        help="patients per batch for bronze against a plain copy ('' to skip)")
-    parser.add_argument("--silver-volumes", default="10000,100000",
-                        help="patients per batch for silver throughput and recall/precision ('' to skip)")
-    parser.add_argument("--history-cycles", type=int, default=24, help="consecutive hourly cycles for the flatness "
-                        "figures (default volume)")
-    parser.add_argument("--sections", default="cycle,generator,bronze,silver,history,airflow",
-                        help="which sections to run; the others keep their figures from an earlier results.json")
+    parser.add_argument(
+        "--generator-volumes",
+        default="10000,100000,1000000",
+        help="patients per batch for the generation throughput figures ('' to skip)",
+    )
+    parser.add_argument(
+        "--bronze-volumes",
+        default="100000,1000000",
+        help="patients per batch for bronze against a plain copy ('' to skip)",
+    )
+    parser.add_argument(
+        "--silver-volumes",
+        default="10000,100000",
+        help="patients per batch for silver throughput and recall/precision ('' to skip)",
+    )
+    parser.add_argument(
+        "--history-cycles",
+        type=int,
+        default=24,
+        help="consecutive hourly cycles for the flatness figures (default volume)",
+    )
+    parser.add_argument(
+        "--sections",
+        default="cycle,generator,bronze,silver,history,airflow",
+        help="which sections to run; the others keep their figures from an earlier results.json",
+    )
     parser.add_argument("--out", default=str(ROOT / "bench"))
     args = parser.parse_args()
     sections = set(args.sections.split(","))
@@ -417,8 +586,12 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     earlier = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else {}
-    results = {"measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
-               "runs": args.runs, "cycles": earlier.get("cycles", []) if "cycle" not in sections else []}
+    results = {
+        "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "runs": args.runs,
+        "cycles": earlier.get("cycles", []) if "cycle" not in sections else [],
+    }
     for key in ("generator", "bronze", "silver", "history", "airflow"):
         if key not in sections and key in earlier:
             results[key] = earlier[key]

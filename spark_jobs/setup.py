@@ -1,5 +1,6 @@
 """The wheel's version is computed at build time (medallion/version.py: base release + digest of the sources), so
 every build of changed code is a new file; everything else is declared in pyproject.toml."""
+
 import sys
 from pathlib import Path
 

@@ -1,4 +1,5 @@
 """Shared fixtures: one local Spark session per test run, and a fresh lakehouse folder per test."""
+
 from __future__ import annotations
 
 import io
@@ -27,6 +28,7 @@ os.environ.pop("MEDALLION_ENV", None)
 def spark():
     from medallion.config import load_settings
     from medallion.session import get_spark
+
     session = get_spark(load_settings(), app_name="medallion-tests")
     yield session
     session.stop()
@@ -43,6 +45,7 @@ def lakehouse(tmp_path, monkeypatch, spark):
 @pytest.fixture
 def settings(lakehouse):
     from medallion.config import load_settings
+
     return load_settings()
 
 
@@ -67,4 +70,3 @@ def run_job(lakehouse):
         return summary
 
     return _run
-

@@ -4,6 +4,7 @@
 so every change can quote its cost, writes it to tests/artifacts/timing.json, and fails a run whose wall clock passed
 `medallion_time_budget_minutes` (pytest.ini), naming the slowest tests: CI stops at 90 minutes, and a suite that
 creeps towards that limit should fail loudly before it gets there."""
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,9 @@ _TIMING: dict[str, float | dict] = {"tests": {}}
 
 
 def pytest_addoption(parser):
-    parser.addini("medallion_time_budget_minutes", "fail the run when the whole session takes longer (0: no budget)",
-                  default="0")
+    parser.addini(
+        "medallion_time_budget_minutes", "fail the run when the whole session takes longer (0: no budget)", default="0"
+    )
 
 
 def pytest_sessionstart(session):
@@ -43,8 +45,9 @@ def _tier(nodeid: str) -> str:
 def timing_table(tests: dict[str, dict], wall: float) -> tuple[list[dict], str]:
     tiers: dict[str, dict] = {}
     for nodeid, t in tests.items():
-        row = tiers.setdefault(_tier(nodeid), {"tier": _tier(nodeid), "tests": 0, "failed": 0, "skipped": 0,
-                                               "seconds": 0.0})
+        row = tiers.setdefault(
+            _tier(nodeid), {"tier": _tier(nodeid), "tests": 0, "failed": 0, "skipped": 0, "seconds": 0.0}
+        )
         row["tests"] += 1
         row["seconds"] += t["seconds"]
         row["failed"] += t["outcome"] == "failed"
@@ -54,10 +57,14 @@ def timing_table(tests: dict[str, dict], wall: float) -> tuple[list[dict], str]:
     total = sum(r["seconds"] for r in rows) or 1.0
     for r in rows:
         r["seconds"] = round(r["seconds"], 1)
-        lines.append(f"{r['tier']:<12}{r['tests']:>7}{r['failed']:>8}{r['skipped']:>9}{r['seconds'] / 60:>9.1f}"
-                     f"{r['seconds'] / total:>7.0%}")
-    lines.append(f"{'whole run':<12}{len(tests):>7}{sum(r['failed'] for r in rows):>8}"
-                 f"{sum(r['skipped'] for r in rows):>9}{wall / 60:>9.1f}  (wall clock)")
+        lines.append(
+            f"{r['tier']:<12}{r['tests']:>7}{r['failed']:>8}{r['skipped']:>9}{r['seconds'] / 60:>9.1f}"
+            f"{r['seconds'] / total:>7.0%}"
+        )
+    lines.append(
+        f"{'whole run':<12}{len(tests):>7}{sum(r['failed'] for r in rows):>8}"
+        f"{sum(r['skipped'] for r in rows):>9}{wall / 60:>9.1f}  (wall clock)"
+    )
     return rows, "\n".join(lines)
 
 
@@ -82,12 +89,23 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     slowest = sorted(_TIMING["tests"].items(), key=lambda kv: -kv[1]["seconds"])[:10]
     out = config.rootpath / TIMING_FILE
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
-        "wall_seconds": round(wall, 1), "budget_minutes": budget, "tiers": rows,
-        "slowest": [{"test": k, "seconds": round(v["seconds"], 1)} for k, v in slowest]}, indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "wall_seconds": round(wall, 1),
+                "budget_minutes": budget,
+                "tiers": rows,
+                "slowest": [{"test": k, "seconds": round(v["seconds"], 1)} for k, v in slowest],
+            },
+            indent=2,
+        )
+    )
     if budget and wall > budget * 60:
-        terminalreporter.write_line(f"TIME BUDGET EXCEEDED: the run took {wall / 60:.1f} min, over the budget of "
-                                    f"{budget:g} min (pytest.ini medallion_time_budget_minutes). Slowest tests:",
-                                    red=True, bold=True)
+        terminalreporter.write_line(
+            f"TIME BUDGET EXCEEDED: the run took {wall / 60:.1f} min, over the budget of "
+            f"{budget:g} min (pytest.ini medallion_time_budget_minutes). Slowest tests:",
+            red=True,
+            bold=True,
+        )
         for nodeid, t in slowest:
             terminalreporter.write_line(f"  {t['seconds'] / 60:6.1f} min  {nodeid}", red=True)

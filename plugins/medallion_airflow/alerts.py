@@ -5,11 +5,13 @@ with `html_table` and sent by a `notifier`, so they look alike and reach the sam
 carry counts, table names, file paths and reasons only — never a row value, so no patient data leaves the platform
 in an e-mail.
 """
+
 from __future__ import annotations
 
 import html
 import logging
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from medallion.cli import last_summary
 from medallion_airflow import settings
@@ -25,9 +27,15 @@ def alert_config() -> dict[str, Any]:
 def notifier(subject: str, body_html: str):
     """The provider's SmtpNotifier for one alert e-mail: connection, sender and recipients from config."""
     from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+
     cfg = alert_config()
-    return SmtpNotifier(to=cfg["to"], from_email=cfg["from_email"], smtp_conn_id=cfg["smtp_conn_id"],
-                        subject=subject, html_content=body_html)
+    return SmtpNotifier(
+        to=cfg["to"],
+        from_email=cfg["from_email"],
+        smtp_conn_id=cfg["smtp_conn_id"],
+        subject=subject,
+        html_content=body_html,
+    )
 
 
 def send_email(subject: str, body_html: str, context: dict | None = None) -> None:
@@ -38,15 +46,21 @@ def send_email(subject: str, body_html: str, context: dict | None = None) -> Non
 def html_table(rows: Iterable[Sequence[Any]], header: Sequence[str] | None = None) -> str:
     """An e-mail's table, every cell escaped. With `header`: a header row, then one row per item; without: one
     `label | value` row per item, the label as the row's header."""
+
     def cell(tag: str, value: Any) -> str:
         return f"<{tag}>{html.escape(str(value))}</{tag}>"
 
     if header is None:
-        body = "".join(f"<tr><th align='left'>{html.escape(str(label))}</th>{cell('td', value)}</tr>"
-                       for label, value in rows)
+        body = "".join(
+            f"<tr><th align='left'>{html.escape(str(label))}</th>{cell('td', value)}</tr>" for label, value in rows
+        )
     else:
-        body = ("<tr>" + "".join(cell("th", h) for h in header) + "</tr>"
-                + "".join("<tr>" + "".join(cell("td", c) for c in row) + "</tr>" for row in rows))
+        body = (
+            "<tr>"
+            + "".join(cell("th", h) for h in header)
+            + "</tr>"
+            + "".join("<tr>" + "".join(cell("td", c) for c in row) + "</tr>" for row in rows)
+        )
     return f"<table border='1' cellpadding='4'>{body}</table>"
 
 
@@ -62,6 +76,7 @@ def job_summary(xcom_value: Any, conn_id: str | None = None) -> dict | None:
     if xcom_value in (None, ""):
         return None
     from airflow.providers.databricks.hooks.databricks import DatabricksHook
+
     hook = DatabricksHook(conn_id or settings.pipeline_config()["databricks"]["connection_id"])
     run = hook.get_run(int(xcom_value))
     task_run_id = (run.get("tasks") or [{}])[0].get("run_id", int(xcom_value))
@@ -86,10 +101,12 @@ def unreadable_files_email(summary: dict, dag_id: str, run_id: str) -> tuple[str
     if not rows:
         return None
     subject = f"[medallion] {len(rows)} landing file(s) could not be read by bronze ({dag_id})"
-    body = (f"<p>Bronze run <code>{html.escape(run_id)}</code> of <b>{html.escape(dag_id)}</b> ingested every "
-            f"other file; these were recorded in <code>ops_bronze_files</code> and need a look:</p>"
-            + html_table(rows, header=("table", "file (under landing/)", "status", "reason"))
-            + "<p>Re-deliver a repaired copy under a new landing folder to ingest it.</p>")
+    body = (
+        f"<p>Bronze run <code>{html.escape(run_id)}</code> of <b>{html.escape(dag_id)}</b> ingested every "
+        f"other file; these were recorded in <code>ops_bronze_files</code> and need a look:</p>"
+        + html_table(rows, header=("table", "file (under landing/)", "status", "reason"))
+        + "<p>Re-deliver a repaired copy under a new landing folder to ingest it.</p>"
+    )
     return subject, body
 
 
@@ -97,8 +114,14 @@ def alert_unreadable_files(xcom_value: Any, dag_id: str, run_id: str) -> list[st
     """Task body after bronze: e-mail the failed-file alert if bronze met a file it could not read."""
     summary = summary_to_check(xcom_value, "bronze")
     files = list((summary or {}).get("unreadable_files") or [])
-    sent = send_alert(summary, unreadable_files_email, dag_id, run_id, quiet="every landing file was readable",
-                      sending=f"bronze could not read {len(files)} file(s); sending the failed-file alert")
+    sent = send_alert(
+        summary,
+        unreadable_files_email,
+        dag_id,
+        run_id,
+        quiet="every landing file was readable",
+        sending=f"bronze could not read {len(files)} file(s); sending the failed-file alert",
+    )
     return files if sent else []
 
 
@@ -131,12 +154,23 @@ def task_failure_email(context: dict) -> tuple[str, str]:
     kind = type(exc).__name__ if isinstance(exc, BaseException) else (str(exc)[:80] if exc else "unknown")
     subject = f"[medallion] task failed: {dag_id}.{task_id} (run {run_id})"
     log_url = getattr(ti, "log_url", None)
-    rows = [("DAG", dag_id), ("task", task_id), ("run", run_id), ("try", getattr(ti, "try_number", None)),
-            ("error type", kind)]
-    link = f"<p><a href='{html.escape(log_url)}'>Task log</a> (the job's reason is its last ERROR line).</p>" \
-        if log_url else "<p>The task log holds the job's reason (its last ERROR line).</p>"
-    body = (f"<p>Task <b>{html.escape(task_id)}</b> of <b>{html.escape(dag_id)}</b> failed after its retries.</p>"
-            + html_table(rows) + link)
+    rows = [
+        ("DAG", dag_id),
+        ("task", task_id),
+        ("run", run_id),
+        ("try", getattr(ti, "try_number", None)),
+        ("error type", kind),
+    ]
+    link = (
+        f"<p><a href='{html.escape(log_url)}'>Task log</a> (the job's reason is its last ERROR line).</p>"
+        if log_url
+        else "<p>The task log holds the job's reason (its last ERROR line).</p>"
+    )
+    body = (
+        f"<p>Task <b>{html.escape(task_id)}</b> of <b>{html.escape(dag_id)}</b> failed after its retries.</p>"
+        + html_table(rows)
+        + link
+    )
     return subject, body
 
 
@@ -151,9 +185,13 @@ def task_failure_alert(context: dict) -> None:
 
 
 # --------------------------------------------------------------------------------------------- data quality
-KIND_TITLES = {"quality_score": "quality score below target", "stale_table": "stale table",
-               "drift": "distribution drift", "reconciliation": "reconciliation mismatch",
-               "volume": "volume outside its band"}
+KIND_TITLES = {
+    "quality_score": "quality score below target",
+    "stale_table": "stale table",
+    "drift": "distribution drift",
+    "reconciliation": "reconciliation mismatch",
+    "volume": "volume outside its band",
+}
 
 
 def quality_breach_email(summary: dict, dag_id: str, run_id: str) -> tuple[str, str] | None:
@@ -168,16 +206,20 @@ def quality_breach_email(summary: dict, dag_id: str, run_id: str) -> tuple[str, 
         return None
     kinds = sorted({KIND_TITLES.get(b["kind"], b["kind"]) for b in new})
     subject = f"[medallion] data-quality breach: {', '.join(kinds)} ({len(new)} new, monitoring run {run_id})"
-    rows = [(KIND_TITLES.get(b["kind"], b["kind"]), b["subject"], b["detail"], "new" if b.get("new") else "ongoing")
-            for b in found]
+    rows = [
+        (KIND_TITLES.get(b["kind"], b["kind"]), b["subject"], b["detail"], "new" if b.get("new") else "ongoing")
+        for b in found
+    ]
     score, target = summary.get("quality_score"), summary.get("target_score")
     score_text = "n/a" if score is None else f"{score:.4%}"
     target_text = "" if target is None else f" (target {target:.2%})"
-    body = (f"<p>Monitoring run <code>{html.escape(run_id)}</code> of <b>{html.escape(dag_id)}</b>: overall quality "
-            f"score {score_text}{target_text}.</p>"
-            + html_table(rows, header=("breach", "where", "measured", ""))
-            + "<p>Figures are in the ops_* tables; the quality dashboard is linked from the Airflow UI "
-            "(Browse &rarr; Quality dashboard).</p>")
+    body = (
+        f"<p>Monitoring run <code>{html.escape(run_id)}</code> of <b>{html.escape(dag_id)}</b>: overall quality "
+        f"score {score_text}{target_text}.</p>"
+        + html_table(rows, header=("breach", "where", "measured", ""))
+        + "<p>Figures are in the ops_* tables; the quality dashboard is linked from the Airflow UI "
+        "(Browse &rarr; Quality dashboard).</p>"
+    )
     return subject, body
 
 
@@ -185,6 +227,12 @@ def alert_quality_breaches(xcom_value: Any, dag_id: str, run_id: str) -> list[st
     """Task body after the monitor job: e-mail when it found a new data-quality breach."""
     summary = summary_to_check(xcom_value, "monitoring")
     found = [f"{b['kind']}: {b['subject']}" for b in (summary or {}).get("breaches") or []]
-    sent = send_alert(summary, quality_breach_email, dag_id, run_id, quiet=f"no new data-quality breach ({len(found)} open)",
-                      sending=f"data-quality breach(es): {'; '.join(found)}; sending the e-mail")
+    sent = send_alert(
+        summary,
+        quality_breach_email,
+        dag_id,
+        run_id,
+        quiet=f"no new data-quality breach ({len(found)} open)",
+        sending=f"data-quality breach(es): {'; '.join(found)}; sending the e-mail",
+    )
     return found if sent else []

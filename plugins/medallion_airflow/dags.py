@@ -1,4 +1,5 @@
 """DAG-level defaults, assets and schedules shared by the five DAG files (which only wire tasks)."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
@@ -37,8 +38,9 @@ def shared_default_args() -> dict[str, Any]:
     }
 
 
-def dag_kwargs(dag_id: str, *, doc_md: str, tags: list[str], default_args: dict | None = None,
-               **overrides) -> dict[str, Any]:
+def dag_kwargs(
+    dag_id: str, *, doc_md: str, tags: list[str], default_args: dict | None = None, **overrides
+) -> dict[str, Any]:
     """Keyword arguments every medallion DAG shares: owner, retries, failure e-mails, the SLA deadline, tags,
     start date and limits from config. `default_args` entries are merged over the shared ones."""
     cfg = settings.pipeline_config()["airflow"].get("dags", {}).get(dag_id, {})

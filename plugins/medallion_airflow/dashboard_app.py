@@ -4,6 +4,7 @@ GET /medallion/dashboard returns the page the last monitoring run wrote (include
 for signed-in Airflow users only (the UI's session cookie or an API bearer token). Locally the page is a file;
 on Databricks it lives in a Unity Catalog volume and is read with the Files API through the Databricks connection.
 """
+
 from __future__ import annotations
 
 import html
@@ -20,6 +21,7 @@ def dashboard_location() -> tuple[str, str]:
     """(target, path) of the page for the environment the Airflow components run against."""
     from medallion.config import load_settings
     from medallion.dashboard import dashboard_path
+
     job_settings = load_settings(settings.pipeline_env(), str(settings.config_path()))
     return job_settings.target, dashboard_path(job_settings)
 
@@ -34,9 +36,11 @@ def read_dashboard() -> str | None:
             return None
     from airflow.providers.databricks.hooks.databricks import DatabricksHook
     from databricks.sdk import WorkspaceClient
+
     conn = DatabricksHook(settings.databricks_settings()["connection_id"]).databricks_conn
-    client = WorkspaceClient(host=conn.host if conn.host.startswith("http") else f"https://{conn.host}",
-                             token=conn.password)
+    client = WorkspaceClient(
+        host=conn.host if conn.host.startswith("http") else f"https://{conn.host}", token=conn.password
+    )
     try:
         return client.files.download(path).contents.read().decode("utf-8")
     except Exception as exc:  # noqa: BLE001 - no page yet, or no access: say so on the page
@@ -48,6 +52,7 @@ def read_dashboard() -> str | None:
 def _signed_in():
     """Airflow's own check: a valid JWT (the UI session cookie, or `Authorization: Bearer`)."""
     from airflow.api_fastapi.core_api.security import requires_authenticated
+
     return requires_authenticated()
 
 
@@ -62,7 +67,10 @@ def dashboard() -> HTMLResponse:
     page = read_dashboard()
     if page is None:
         _, path = dashboard_location()
-        return HTMLResponse(f"<!DOCTYPE html><html><body><h1>No dashboard yet</h1><p>The monitoring DAG "
-                            f"(medallion_monitor) writes it to <code>{html.escape(path)}</code> on its next run."
-                            f"</p></body></html>", status_code=404)
+        return HTMLResponse(
+            f"<!DOCTYPE html><html><body><h1>No dashboard yet</h1><p>The monitoring DAG "
+            f"(medallion_monitor) writes it to <code>{html.escape(path)}</code> on its next run."
+            f"</p></body></html>",
+            status_code=404,
+        )
     return HTMLResponse(page, headers={"Cache-Control": "no-store"})

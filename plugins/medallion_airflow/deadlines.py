@@ -12,6 +12,7 @@ that *failed before* its deadline is not pruned by Airflow (apache/airflow#60927
 callback; `sla_missed` then sends nothing, because the failed task already sent its task-failure e-mail
 (`alerts.task_failure_alert`) — one incident, one e-mail.
 """
+
 from __future__ import annotations
 
 import html
@@ -41,12 +42,21 @@ def sla_miss_email(dag_run: dict, deadline: dict, sla_minutes: float) -> tuple[s
     if state == "failed" and ended is not None and (deadline_at is None or ended <= deadline_at):
         return None
     subject = f"[medallion] SLA missed: {dag_id} run {run_id} not done {sla_minutes:g} min after it was queued"
-    rows = [("DAG", dag_id), ("run", run_id), ("state at the deadline", state), ("queued at", dag_run.get("queued_at")),
-            ("deadline", deadline_at.isoformat() if deadline_at else None), ("SLA (minutes after queued)", sla_minutes),
-            ("run type", dag_run.get("run_type"))]
-    body = (f"<p>The run <code>{html.escape(str(run_id))}</code> of <b>{html.escape(str(dag_id))}</b> was not done "
-            f"by its deadline.</p>" + html_table(rows)
-            + "<p>Open the run in the Airflow UI to see which task is slow or waiting.</p>")
+    rows = [
+        ("DAG", dag_id),
+        ("run", run_id),
+        ("state at the deadline", state),
+        ("queued at", dag_run.get("queued_at")),
+        ("deadline", deadline_at.isoformat() if deadline_at else None),
+        ("SLA (minutes after queued)", sla_minutes),
+        ("run type", dag_run.get("run_type")),
+    ]
+    body = (
+        f"<p>The run <code>{html.escape(str(run_id))}</code> of <b>{html.escape(str(dag_id))}</b> was not done "
+        f"by its deadline.</p>"
+        + html_table(rows)
+        + "<p>Open the run in the Airflow UI to see which task is slow or waiting.</p>"
+    )
     return subject, body
 
 
@@ -57,8 +67,11 @@ async def sla_missed(context: dict | None = None, dag_id: str | None = None, sla
     dag_run.setdefault("dag_id", dag_id)
     message = sla_miss_email(dag_run, dict(context.get("deadline") or {}), float(sla_minutes or 0))
     if message is None:
-        log.info("run %s of %s failed before its deadline; the task-failure e-mail covered it",
-                 dag_run.get("dag_run_id"), dag_run.get("dag_id"))
+        log.info(
+            "run %s of %s failed before its deadline; the task-failure e-mail covered it",
+            dag_run.get("dag_run_id"),
+            dag_run.get("dag_id"),
+        )
         return "skipped: the run failed before its deadline"
     await notifier(*message).async_notify(context)
     log.warning("SLA-miss e-mail sent: %s", message[0])
@@ -68,7 +81,11 @@ async def sla_missed(context: dict | None = None, dag_id: str | None = None, sla
 def deadline_alert(dag_id: str):
     """The Deadline Alert every medallion DAG carries: queued + sla_minutes, e-mail via `sla_missed`."""
     from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference
+
     minutes = settings.sla_minutes(dag_id)
-    return DeadlineAlert(reference=DeadlineReference.DAGRUN_QUEUED_AT, interval=timedelta(minutes=minutes),
-                         callback=AsyncCallback(sla_missed, kwargs={"dag_id": dag_id, "sla_minutes": minutes}),
-                         name=f"{dag_id}_sla")
+    return DeadlineAlert(
+        reference=DeadlineReference.DAGRUN_QUEUED_AT,
+        interval=timedelta(minutes=minutes),
+        callback=AsyncCallback(sla_missed, kwargs={"dag_id": dag_id, "sla_minutes": minutes}),
+        name=f"{dag_id}_sla",
+    )

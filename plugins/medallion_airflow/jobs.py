@@ -14,6 +14,7 @@ Both receive the same templated arguments: environment, config path, data interv
 needs to find its catalog, environment and config travels in those named parameters (never in job-level
 environment variables, which only serverless honours).
 """
+
 from __future__ import annotations
 
 import functools
@@ -24,7 +25,8 @@ import signal
 import subprocess
 import sys
 from collections import deque
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from airflow.sdk import BaseOperator
 
@@ -101,8 +103,11 @@ def databricks_payload(job: str, named: dict[str, str], env: str | None = None) 
     db = settings.databricks_settings(env)
     task: dict[str, Any] = {
         "task_key": f"medallion_{job}",
-        "python_wheel_task": {"package_name": db["package"], "entry_point": entry_point(job),
-                              "named_parameters": dict(named)},
+        "python_wheel_task": {
+            "package_name": db["package"],
+            "entry_point": entry_point(job),
+            "named_parameters": dict(named),
+        },
     }
     payload: dict[str, Any] = {"tasks": [task], "run_as": run_as(db["run_as"])}
     if db["compute"] == "serverless":
@@ -116,8 +121,10 @@ def databricks_payload(job: str, named: dict[str, str], env: str | None = None) 
         cluster = dict(db["job_cluster"])
         salt_key = db["secret_keys"].get("hash_salt")
         if salt_key:
-            cluster["spark_env_vars"] = {**cluster.get("spark_env_vars", {}),
-                                         db["hash_salt_env"]: secret_reference(db["secret_scope"], salt_key)}
+            cluster["spark_env_vars"] = {
+                **cluster.get("spark_env_vars", {}),
+                db["hash_salt_env"]: secret_reference(db["secret_scope"], salt_key),
+            }
         task["new_cluster"] = cluster
         task["libraries"] = [{"whl": db["wheel_path"]}]
     return payload
@@ -130,8 +137,9 @@ def idempotency_token(context) -> str:
     Next try -> new token: a retry after a failed run starts a new run instead of being handed the failed one.
     """
     ti = context["ti"]
-    key = "|".join(str(part) for part in (ti.dag_id, ti.task_id, context["run_id"], getattr(ti, "map_index", -1),
-                                          ti.try_number))
+    key = "|".join(
+        str(part) for part in (ti.dag_id, ti.task_id, context["run_id"], getattr(ti, "map_index", -1), ti.try_number)
+    )
     return "medallion-" + hashlib.sha256(key.encode()).hexdigest()[:40]
 
 
@@ -195,8 +203,16 @@ class LocalSparkJobOperator(BaseOperator):
         env = dict(os.environ, MEDALLION_HOME=str(settings.PROJECT_ROOT), PYTHONUNBUFFERED="1")
         tail: deque[str] = deque(maxlen=50)
         summary: dict[str, Any] | None = None
-        self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                      bufsize=1, env=env, cwd=str(settings.PROJECT_ROOT), start_new_session=True)
+        self._proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+            env=env,
+            cwd=str(settings.PROJECT_ROOT),
+            start_new_session=True,
+        )
         try:
             assert self._proc.stdout is not None
             for line in self._proc.stdout:
@@ -208,7 +224,7 @@ class LocalSparkJobOperator(BaseOperator):
         finally:
             self._terminate()
         if code != 0:
-            reason = next((l[len("ERROR: "):] for l in reversed(tail) if l.startswith("ERROR: ")), None)
+            reason = next((l[len("ERROR: ") :] for l in reversed(tail) if l.startswith("ERROR: ")), None)
             raise RuntimeError(f"medallion-{self.job} failed (exit {code}): {reason or tail[-1] if tail else ''}")
         if summary is None:
             raise RuntimeError(f"medallion-{self.job} exited 0 but printed no run summary")
@@ -232,8 +248,14 @@ class LocalSparkJobOperator(BaseOperator):
         self._terminate()
 
 
-def job_task(job: str, *, task_id: str | None = None, arguments: dict[str, str] | None = None,
-             target: str | None = None, **kwargs) -> BaseOperator:
+def job_task(
+    job: str,
+    *,
+    task_id: str | None = None,
+    arguments: dict[str, str] | None = None,
+    target: str | None = None,
+    **kwargs,
+) -> BaseOperator:
     """Build the task that runs `job` on the configured target (kwargs go to the operator: outlets, ...)."""
     target = target or settings.target()
     named = job_parameters(job, arguments, target)
@@ -263,4 +285,5 @@ def summary_source(task: BaseOperator):
     nothing and pushes the run id under the `run_id` key; the summary is then read from the run's output.
     """
     from airflow.sdk import XComArg
+
     return task.output if isinstance(task, LocalSparkJobOperator) else XComArg(task, key="run_id")

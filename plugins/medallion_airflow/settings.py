@@ -6,6 +6,7 @@ Only the process environment is read at DAG-parse time (no database access at im
 - MEDALLION_ENV (or AIRFLOW_VAR_MEDALLION_ENV): the pipeline environment passed to every job
   (default: `local` for the local target, `dev` for Databricks).
 """
+
 from __future__ import annotations
 
 import functools
@@ -58,10 +59,12 @@ def wheel_file() -> str:
     """The file name of the job wheel Airflow submits: the version of the sources beside Airflow (the build computes
     the same; spark_jobs/medallion/version.py), or of the installed wheel where the sources are not shipped."""
     from medallion.version import PACKAGE, wheel_name
+
     sources = PROJECT_ROOT / "spark_jobs"
     if (sources / "medallion").is_dir():
         return wheel_name(sources)
     from importlib.metadata import version
+
     return f"{PACKAGE}-{version(PACKAGE)}-py3-none-any.whl"
 
 
@@ -87,15 +90,20 @@ def databricks_settings(env: str | None = None) -> dict[str, Any]:
         raise ValueError(f"environment {env!r}: compute must be serverless or job_cluster, not {compute!r}")
     run_as = str(env_cfg.get("run_as") or "").strip()
     if not run_as:
-        raise ValueError(f"environment {env!r} has no run identity: set MEDALLION_DATABRICKS_USER (the service "
-                         f"principal's application id that deploys the bundle and runs the jobs)")
-    job_cluster = {k: v for k, v in {**db["job_cluster"], **env_cfg.get("job_cluster", {})}.items()
-                   if v not in (None, "")}
+        raise ValueError(
+            f"environment {env!r} has no run identity: set MEDALLION_DATABRICKS_USER (the service "
+            f"principal's application id that deploys the bundle and runs the jobs)"
+        )
+    job_cluster = {
+        k: v for k, v in {**db["job_cluster"], **env_cfg.get("job_cluster", {})}.items() if v not in (None, "")
+    }
     if compute == "job_cluster":
         missing = [k for k in ("instance_pool_id", "policy_id") if k not in job_cluster]
         if missing:
-            raise ValueError(f"environment {env!r} runs on a job cluster but has no {' / '.join(missing)} "
-                             f"(MEDALLION_DATABRICKS_INSTANCE_POOL_ID, MEDALLION_DATABRICKS_CLUSTER_POLICY_ID)")
+            raise ValueError(
+                f"environment {env!r} runs on a job cluster but has no {' / '.join(missing)} "
+                f"(MEDALLION_DATABRICKS_INSTANCE_POOL_ID, MEDALLION_DATABRICKS_CLUSTER_POLICY_ID)"
+            )
         if job_cluster.get("data_security_mode") == "SINGLE_USER":
             job_cluster["single_user_name"] = run_as
     files = str(env_cfg["workspace_files"]).rstrip("/")

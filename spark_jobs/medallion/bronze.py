@@ -14,6 +14,7 @@ pipeline metadata, is appended with Delta's idempotent-write options (`txnAppId`
 rows with rescued data, status). A batch replayed after a crash is skipped by Delta, so no file lands twice and
 none is missed. Files that cannot be read are recorded as `unreadable` and do not stop the others.
 """
+
 from __future__ import annotations
 
 import codecs
@@ -72,30 +73,42 @@ def source_stream(ctx: JobContext, entity: str) -> DataFrame:
     schema = source_schema(entity)
     max_files = str(settings.raw.get("bronze", {}).get("max_files_per_trigger") or 1000)
     if settings.is_local:
-        reader = (ctx.spark.readStream.format("csv")
-                  .schema(StructType(schema.fields + [StructField(RESCUED, StringType(), True)]))
-                  .option("mode", "PERMISSIVE")
-                  .option("columnNameOfCorruptRecord", RESCUED)
-                  .option("enforceSchema", "true")  # positional; odd files are re-read in align_files
-                  .option("multiLine", "false")     # splittable; files with quoted fields are re-read
-                  .option("maxFilesPerTrigger", max_files))
+        reader = (
+            ctx.spark.readStream.format("csv")
+            .schema(StructType(schema.fields + [StructField(RESCUED, StringType(), True)]))
+            .option("mode", "PERMISSIVE")
+            .option("columnNameOfCorruptRecord", RESCUED)
+            .option("enforceSchema", "true")  # positional; odd files are re-read in align_files
+            .option("multiLine", "false")  # splittable; files with quoted fields are re-read
+            .option("maxFilesPerTrigger", max_files)
+        )
     else:
-        reader = (ctx.spark.readStream.format("cloudFiles")
-                  .option("cloudFiles.format", "csv")
-                  .option("cloudFiles.schemaLocation", ctx.lakehouse.checkpoint(f"bronze_{entity}_schema"))
-                  .option("cloudFiles.schemaEvolutionMode", "rescue")
-                  .option("cloudFiles.maxFilesPerTrigger", max_files)
-                  .option("rescuedDataColumn", RESCUED)
-                  .option("multiLine", "true")
-                  .schema(schema))
-    return (reader.option("header", "true").option("encoding", "UTF-8")
-            .option("ignoreCorruptFiles", "true").option("ignoreMissingFiles", "true")
-            .load(landing_pattern(ctx, entity))
-            .select("*", F.col("_metadata.file_path").alias("_source_file"),
-                    F.col("_metadata.file_modification_time").alias("_source_modified_at")))
+        reader = (
+            ctx.spark.readStream.format("cloudFiles")
+            .option("cloudFiles.format", "csv")
+            .option("cloudFiles.schemaLocation", ctx.lakehouse.checkpoint(f"bronze_{entity}_schema"))
+            .option("cloudFiles.schemaEvolutionMode", "rescue")
+            .option("cloudFiles.maxFilesPerTrigger", max_files)
+            .option("rescuedDataColumn", RESCUED)
+            .option("multiLine", "true")
+            .schema(schema)
+        )
+    return (
+        reader.option("header", "true")
+        .option("encoding", "UTF-8")
+        .option("ignoreCorruptFiles", "true")
+        .option("ignoreMissingFiles", "true")
+        .load(landing_pattern(ctx, entity))
+        .select(
+            "*",
+            F.col("_metadata.file_path").alias("_source_file"),
+            F.col("_metadata.file_modification_time").alias("_source_modified_at"),
+        )
+    )
 
 
 # ---- local source helpers: the files of a micro-batch, their headers, what is in files without rows ------------
+
 
 def local_path(uri: str) -> str:
     """`file:/a/b`, `file:///a/b` and `/a/b` all become `/a/b`."""
@@ -116,7 +129,7 @@ def batch_files_from_log(checkpoint: str, batch_id: int) -> dict[str, int | None
 
 
 def _open_text(path: str):
-    raw = gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")
+    raw = gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")  # noqa: SIM115  (the caller closes it)
     return io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="")
 
 
@@ -169,12 +182,19 @@ def read_by_name(spark, path: str, header: list[str], entity: str) -> DataFrame:
         names.append(name if name not in seen else f"{name}_{i}")
         seen.add(name)
     corrupt = "__corrupt_record"
-    raw = (spark.read.format("csv")
-           .schema(StructType([StructField(n, StringType(), True) for n in names]
-                              + [StructField(corrupt, StringType(), True)]))
-           .option("header", "true").option("enforceSchema", "true").option("multiLine", "true")
-           .option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", corrupt).option("encoding", "UTF-8")
-           .load(path))
+    raw = (
+        spark.read.format("csv")
+        .schema(
+            StructType([StructField(n, StringType(), True) for n in names] + [StructField(corrupt, StringType(), True)])
+        )
+        .option("header", "true")
+        .option("enforceSchema", "true")
+        .option("multiLine", "true")
+        .option("mode", "PERMISSIVE")
+        .option("columnNameOfCorruptRecord", corrupt)
+        .option("encoding", "UTF-8")
+        .load(path)
+    )
     typed, rescue = [], []
     expected = source_schema(entity)
     for f in expected.fields:
@@ -189,9 +209,12 @@ def read_by_name(spark, path: str, header: list[str], entity: str) -> DataFrame:
     rescue += [F.col(f"`{n}`") for n in names if n not in expected.fieldNames()]
     rescue.append(F.col(corrupt).alias("_corrupt_record"))
     as_json = F.to_json(F.struct(*rescue))
-    return raw.select(*typed, F.when(as_json != "{}", as_json).alias(RESCUED),
-                      F.col("_metadata.file_path").alias("_source_file"),
-                      F.col("_metadata.file_modification_time").alias("_source_modified_at"))
+    return raw.select(
+        *typed,
+        F.when(as_json != "{}", as_json).alias(RESCUED),
+        F.col("_metadata.file_path").alias("_source_file"),
+        F.col("_metadata.file_modification_time").alias("_source_modified_at"),
+    )
 
 
 def scan_bytes(path: str) -> tuple[bool, bool]:
@@ -199,7 +222,7 @@ def scan_bytes(path: str) -> tuple[bool, bool]:
     is valid UTF-8 -- only otherwise can a value hold a replacement character)."""
     quote, decoder = False, codecs.getincrementaldecoder("utf-8")("strict")
     try:
-        with (gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")) as fh:
+        with gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb") as fh:
             while chunk := fh.read(1 << 22):
                 quote = quote or b'"' in chunk
                 decoder.decode(chunk)
@@ -214,11 +237,22 @@ def scan_bytes(path: str) -> tuple[bool, bool]:
 def read_multiline(spark, path: str, entity: str) -> DataFrame:
     """One file read like the stream reads it, but with records that may span lines (quoted newlines)."""
     schema = StructType(source_schema(entity).fields + [StructField(RESCUED, StringType(), True)])
-    return (spark.read.format("csv").schema(schema).option("header", "true").option("enforceSchema", "true")
-            .option("multiLine", "true").option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", RESCUED)
-            .option("encoding", "UTF-8").load(path)
-            .select("*", F.col("_metadata.file_path").alias("_source_file"),
-                    F.col("_metadata.file_modification_time").alias("_source_modified_at")))
+    return (
+        spark.read.format("csv")
+        .schema(schema)
+        .option("header", "true")
+        .option("enforceSchema", "true")
+        .option("multiLine", "true")
+        .option("mode", "PERMISSIVE")
+        .option("columnNameOfCorruptRecord", RESCUED)
+        .option("encoding", "UTF-8")
+        .load(path)
+        .select(
+            "*",
+            F.col("_metadata.file_path").alias("_source_file"),
+            F.col("_metadata.file_modification_time").alias("_source_modified_at"),
+        )
+    )
 
 
 def path_variants(paths) -> list[str]:
@@ -276,16 +310,20 @@ def flag_invalid_encoding(df: DataFrame, entity: str) -> DataFrame:
 
 def with_metadata(ctx: JobContext, df: DataFrame) -> DataFrame:
     """Pipeline metadata and lineage, identical for both sources."""
-    return (df.withColumn("_ingested_at", F.current_timestamp())
-            .withColumn("_pipeline_env", F.lit(ctx.settings.env))
-            .withColumn("_run_id", F.lit(ctx.run_id))
-            .withColumn("_ingest_date", F.to_date("_ingested_at")))
+    return (
+        df.withColumn("_ingested_at", F.current_timestamp())
+        .withColumn("_pipeline_env", F.lit(ctx.settings.env))
+        .withColumn("_run_id", F.lit(ctx.run_id))
+        .withColumn("_ingest_date", F.to_date("_ingested_at"))
+    )
 
 
 # ---- the shared sink ----------------------------------------------------------------------------------------
 
+
 class Landed(NamedTuple):
     """What one landing file put in the bronze table in one batch."""
+
     rows: int
     rescued: int
     modified: datetime | None = None
@@ -299,6 +337,7 @@ class BronzeSink:
     `count_landed` what the commit added when they were not, `file_records` (one ops row per file, with its status),
     then `account` for them in the job's summary and log.
     """
+
     ctx: JobContext
     entity: str
     table: str
@@ -329,7 +368,7 @@ class BronzeSink:
     def relative(self, path: str) -> str:
         landing = local_path(self.ctx.settings.location("landing")).rstrip("/") + "/"
         path = local_path(path)
-        return path[len(landing):] if path.startswith(landing) else path
+        return path[len(landing) :] if path.startswith(landing) else path
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         listed = batch_files_from_log(self.checkpoint, batch_id) if self.local else {}
@@ -355,8 +394,9 @@ class BronzeSink:
         columns = [f.name for f in bronze_table_schema(self.entity).fields]
         return with_metadata(self.ctx, batch).select(*columns)
 
-    def write(self, rows: DataFrame, batch_id: int, listed: dict[str, int | None],
-              txn: tuple[str, int]) -> tuple[int, int, dict[str, Landed] | None]:
+    def write(
+        self, rows: DataFrame, batch_id: int, listed: dict[str, int | None], txn: tuple[str, int]
+    ) -> tuple[int, int, dict[str, Landed] | None]:
         """Append exactly once; returns the table's versions before and after, and the per-file figures when they
         were counted during the write (a few listed files, and the write committed), else None."""
         lake = self.ctx.lakehouse
@@ -370,11 +410,19 @@ class BronzeSink:
         if after == before or observation is None:
             return before, after, None
         metrics = observation.get
-        return before, after, {path: Landed(metrics[f"rows_{i}"], metrics[f"rescued_{i}"])
-                               for i, path in enumerate(listed) if metrics[f"rows_{i}"]}
+        return (
+            before,
+            after,
+            {
+                path: Landed(metrics[f"rows_{i}"], metrics[f"rescued_{i}"])
+                for i, path in enumerate(listed)
+                if metrics[f"rows_{i}"]
+            },
+        )
 
-    def count_landed(self, batch: DataFrame, listed: dict[str, int | None], before: int,
-                     after: int) -> dict[str, Landed]:
+    def count_landed(
+        self, batch: DataFrame, listed: dict[str, int | None], before: int, after: int
+    ) -> dict[str, Landed]:
         """Per-file figures read back from the table (two columns)."""
         lake = self.ctx.lakehouse
         if after > before:  # many files, or Auto Loader: count what the commit just added
@@ -384,10 +432,16 @@ class BronzeSink:
             # its checkpoint commit, so the rows are in the table already (or the batch was empty)
             files = list(listed) or [r[0] for r in batch.select("_source_file").distinct().collect()]
             landed = lake.read(self.table).where(F.col("_source_file").isin(path_variants(files)))
-        return {local_path(r["_source_file"]): Landed(r["rows"], r["rescued"], r["modified"])
-                for r in landed.groupBy("_source_file").agg(
-                    F.count(F.lit(1)).alias("rows"), F.count(RESCUED).alias("rescued"),
-                    F.max("_source_modified_at").alias("modified")).collect()}
+        return {
+            local_path(r["_source_file"]): Landed(r["rows"], r["rescued"], r["modified"])
+            for r in landed.groupBy("_source_file")
+            .agg(
+                F.count(F.lit(1)).alias("rows"),
+                F.count(RESCUED).alias("rescued"),
+                F.max("_source_modified_at").alias("modified"),
+            )
+            .collect()
+        }
 
     def file_status(self, path: str, rows: int) -> tuple[str, str | None]:
         """ingested; partial (a compressed file damaged after some rows); or why a file gave no rows."""
@@ -396,8 +450,7 @@ class BronzeSink:
             return ("partial" if reason else "ingested"), reason
         return probe(path) if self.local else ("unreadable", "no rows")
 
-    def file_records(self, batch_id: int, listed: dict[str, int | None],
-                     landed: dict[str, Landed]) -> list[dict]:
+    def file_records(self, batch_id: int, listed: dict[str, int | None], landed: dict[str, Landed]) -> list[dict]:
         """One `ops_bronze_files` row per file of the batch (listed by the source's log, or found in the table)."""
         now = datetime.now(timezone.utc)
         table = self.ctx.lakehouse.display_name(self.table)
@@ -407,18 +460,34 @@ class BronzeSink:
             status, reason = self.file_status(path, rows)
             if listed.get(path):
                 modified = datetime.fromtimestamp(listed[path] / 1000, timezone.utc)
-            records.append({"run_id": self.ctx.run_id, "batch_id": batch_id, "table_name": table,
-                            "file_path": self.relative(path), "file_modified_at": modified, "status": status,
-                            "rows": int(rows), "rescued_rows": int(rescued), "reason": reason, "recorded_at": now})
+            records.append(
+                {
+                    "run_id": self.ctx.run_id,
+                    "batch_id": batch_id,
+                    "table_name": table,
+                    "file_path": self.relative(path),
+                    "file_modified_at": modified,
+                    "status": status,
+                    "rows": int(rows),
+                    "rescued_rows": int(rescued),
+                    "reason": reason,
+                    "recorded_at": now,
+                }
+            )
         return records
 
-    def account(self, batch_id: int, records: list[dict], replayed: bool, written_s: float,
-                accounting_s: float) -> None:
+    def account(
+        self, batch_id: int, records: list[dict], replayed: bool, written_s: float, accounting_s: float
+    ) -> None:
         """The batch's files in the job's summary (a replayed batch's rows were counted by the run that wrote them)
         and its one log line; file paths and counts only."""
         for rec in records:
-            entry_ = {"file": rec["file_path"], "status": rec["status"], "rows": rec["rows"],
-                      "rescued_rows": rec["rescued_rows"]}
+            entry_ = {
+                "file": rec["file_path"],
+                "status": rec["status"],
+                "rows": rec["rows"],
+                "rescued_rows": rec["rescued_rows"],
+            }
             if rec["reason"]:
                 entry_["reason"] = rec["reason"]
             if replayed:  # landed by the interrupted run; counted there, not here
@@ -427,9 +496,16 @@ class BronzeSink:
                 log.warning("%s: file %s is %s: %s", self.entity, rec["file_path"], rec["status"], rec["reason"])
             self.files.append(entry_)
         self.batches += 1
-        log.info("%s batch %d: %d file(s), %d row(s) in %.1fs (+%.1fs accounting)%s", self.entity, batch_id,
-                 len(records), sum(r["rows"] for r in records), written_s, accounting_s,
-                 " [replayed]" if replayed else "")
+        log.info(
+            "%s batch %d: %d file(s), %d row(s) in %.1fs (+%.1fs accounting)%s",
+            self.entity,
+            batch_id,
+            len(records),
+            sum(r["rows"] for r in records),
+            written_s,
+            accounting_s,
+            " [replayed]" if replayed else "",
+        )
         self.replayed += int(replayed)
         if replayed:
             log.warning("%s: batch %d was already committed by an interrupted run; skipped", self.entity, batch_id)
@@ -437,14 +513,22 @@ class BronzeSink:
     def summary(self) -> dict:
         def total(key):
             return sum(f[key] for f in self.files)
+
         problems = [f["file"] for f in self.files if f["status"] in PROBLEM_STATUSES]
         by_status: dict[str, int] = {}
         for f in self.files:
             by_status[f["status"]] = by_status.get(f["status"], 0) + 1
-        return {"table": self.ctx.lakehouse.display_name(self.table), "batches": self.batches,
-                "batches_replayed": self.replayed,
-                "files_seen": len(self.files), "files_by_status": by_status, "rows_ingested": total("rows"),
-                "rows_rescued": total("rescued_rows"), "unreadable_files": problems, "files": self.files}
+        return {
+            "table": self.ctx.lakehouse.display_name(self.table),
+            "batches": self.batches,
+            "batches_replayed": self.replayed,
+            "files_seen": len(self.files),
+            "files_by_status": by_status,
+            "rows_ingested": total("rows"),
+            "rows_rescued": total("rescued_rows"),
+            "unreadable_files": problems,
+            "files": self.files,
+        }
 
 
 def start(ctx: JobContext, entity: str):
@@ -452,14 +536,29 @@ def start(ctx: JobContext, entity: str):
     lake = ctx.lakehouse
     table = ctx.settings.table_name("bronze", entity)
     stats = [KEYS[entity], *(ctx.settings.raw.get("bronze", {}).get("stats_columns") or [])]
-    lake.ensure(table, bronze_table_schema(entity), "bronze", partition_by=["_ingest_date"],
-                properties={"delta.appendOnly": "true", "delta.dataSkippingStatsColumns": ",".join(stats)})
-    file_log = OpsTable.open(lake, ctx.settings.raw["tables"]["ops"]["bronze_files"], ops.BRONZE_FILES,
-                             properties={"delta.appendOnly": "true"})
+    lake.ensure(
+        table,
+        bronze_table_schema(entity),
+        "bronze",
+        partition_by=["_ingest_date"],
+        properties={"delta.appendOnly": "true", "delta.dataSkippingStatsColumns": ",".join(stats)},
+    )
+    file_log = OpsTable.open(
+        lake,
+        ctx.settings.raw["tables"]["ops"]["bronze_files"],
+        ops.BRONZE_FILES,
+        properties={"delta.appendOnly": "true"},
+    )
     checkpoint = lake.checkpoint(f"bronze_{entity}")
     sink = BronzeSink(ctx, entity, table, file_log, checkpoint)
-    query = (source_stream(ctx, entity).writeStream.foreachBatch(sink).queryName(f"bronze_{entity}")
-             .option("checkpointLocation", checkpoint).trigger(availableNow=True).start())
+    query = (
+        source_stream(ctx, entity)
+        .writeStream.foreachBatch(sink)
+        .queryName(f"bronze_{entity}")
+        .option("checkpointLocation", checkpoint)
+        .trigger(availableNow=True)
+        .start()
+    )
     return query, sink
 
 
@@ -476,9 +575,13 @@ def run(ctx: JobContext) -> dict:
                 query.stop()
     results = {entity: sink.summary() for entity, (_, sink) in running.items()}
     unreadable = [f"{e}: {p}" for e, r in results.items() for p in r["unreadable_files"]]
-    return {"tables": results, "files_seen": sum(r["files_seen"] for r in results.values()),
-            "rows_ingested": sum(r["rows_ingested"] for r in results.values()),
-            "rows_rescued": sum(r["rows_rescued"] for r in results.values()), "unreadable_files": unreadable}
+    return {
+        "tables": results,
+        "files_seen": sum(r["files_seen"] for r in results.values()),
+        "rows_ingested": sum(r["rows_ingested"] for r in results.values()),
+        "rows_rescued": sum(r["rows_rescued"] for r in results.values()),
+        "unreadable_files": unreadable,
+    }
 
 
 add_arguments = entities_argument

@@ -6,6 +6,7 @@ A job module defines `add_arguments(parser)` (optional) and `run(ctx) -> dict`; 
 Whoever reads a job's output back (the Airflow operator, the alert tasks) finds the summary with `parse_summary` /
 `last_summary`, kept here beside the code that prints it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -14,9 +15,10 @@ import logging
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any
 
 from .config import ENTITIES, ConfigError, Settings, load_settings
 
@@ -50,6 +52,7 @@ class JobContext:
     def spark(self):
         if self._spark is None:
             from .session import get_spark
+
             self._spark = get_spark(self.settings, app_name=f"medallion-{self.job}")
         return self._spark
 
@@ -57,6 +60,7 @@ class JobContext:
     def lakehouse(self):
         if self._lakehouse is None:
             from .lakehouse import Lakehouse
+
             self._lakehouse = Lakehouse(self.spark, self.settings)
         return self._lakehouse
 
@@ -89,8 +93,9 @@ def build_parser(job: str, add_arguments: Callable[[argparse.ArgumentParser], No
 
 
 def entities_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--entities", default=",".join(ENTITIES),
-                        help="comma-separated entities to process, in pipeline order")
+    parser.add_argument(
+        "--entities", default=",".join(ENTITIES), help="comma-separated entities to process, in pipeline order"
+    )
 
 
 def selected_entities(args: argparse.Namespace) -> list[str]:
@@ -120,15 +125,17 @@ def _json_default(value: Any):
 
 
 def run_job(job: str, run: Callable[[JobContext], dict], add_arguments=None, argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("py4j").setLevel(logging.WARNING)
     args = build_parser(job, add_arguments).parse_args(argv)
     started = time.time()
     ctx = None
     try:
-        variables = {var: getattr(args, flag.replace("-", "_")) for flag, var in CONFIG_VARIABLE_FLAGS.items()
-                     if getattr(args, flag.replace("-", "_"), None)}
+        variables = {
+            var: getattr(args, flag.replace("-", "_"))
+            for flag, var in CONFIG_VARIABLE_FLAGS.items()
+            if getattr(args, flag.replace("-", "_"), None)
+        }
         settings = load_settings(args.env, args.config, variables)
         lineage = openlineage_parent(args)
         if lineage:
@@ -137,14 +144,27 @@ def run_job(job: str, run: Callable[[JobContext], dict], add_arguments=None, arg
         if start and end and end <= start:
             raise JobError(f"interval end {end.isoformat()} is not after its start {start.isoformat()}")
         run_id = args.run_id or f"manual__{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
-        ctx = JobContext(job=job, settings=settings, args=args, run_id=run_id, interval_start=start,
-                         interval_end=end)
-        log.info("job %s starting: env=%s target=%s run_id=%s interval=[%s, %s)", job, settings.env,
-                 settings.target, run_id, start, end)
+        ctx = JobContext(job=job, settings=settings, args=args, run_id=run_id, interval_start=start, interval_end=end)
+        log.info(
+            "job %s starting: env=%s target=%s run_id=%s interval=[%s, %s)",
+            job,
+            settings.env,
+            settings.target,
+            run_id,
+            start,
+            end,
+        )
         result = run(ctx) or {}
-        summary = {"job": job, "status": "success", "env": settings.env, "run_id": run_id,
-                   "interval_start": start, "interval_end": end,
-                   "duration_s": round(time.time() - started, 2), **result}
+        summary = {
+            "job": job,
+            "status": "success",
+            "env": settings.env,
+            "run_id": run_id,
+            "interval_start": start,
+            "interval_end": end,
+            "duration_s": round(time.time() - started, 2),
+            **result,
+        }
         print(json.dumps(summary, default=_json_default, sort_keys=False), flush=True)
         return 0
     except (JobError, ConfigError) as exc:
@@ -154,15 +174,19 @@ def run_job(job: str, run: Callable[[JobContext], dict], add_arguments=None, arg
         reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
     reason = " ".join(reason.split())[:500]
     print(f"ERROR: {reason}", file=sys.stderr, flush=True)
-    print(json.dumps({"job": job, "status": "failed", "reason": reason,
-                      "duration_s": round(time.time() - started, 2)}), flush=True)
+    print(
+        json.dumps({"job": job, "status": "failed", "reason": reason, "duration_s": round(time.time() - started, 2)}),
+        flush=True,
+    )
     return 1
 
 
 def entry(job: str, run, add_arguments=None) -> Callable[[list[str] | None], None]:
     """Build a console entry point `main()` for a job module."""
+
     def main(argv: list[str] | None = None) -> None:
         sys.exit(run_job(job, run, add_arguments, argv))
+
     return main
 
 

@@ -1,4 +1,5 @@
 """Settings for a job: include/pipeline.yaml + environment variables + CLI flags, loaded in one place."""
+
 from __future__ import annotations
 
 import os
@@ -121,8 +122,9 @@ class Settings:
         return self.raw["landing_files"][entity]
 
 
-def load_settings(env: str | None = None, config_path: str | Path | None = None,
-                  variables: dict[str, str] | None = None) -> Settings:
+def load_settings(
+    env: str | None = None, config_path: str | Path | None = None, variables: dict[str, str] | None = None
+) -> Settings:
     """Settings of one environment; `variables` fill `${VAR}` placeholders ahead of the process environment (the
     job's named parameters, so a run needs no environment variables to find its catalog)."""
     raw = load_raw(config_path, {**os.environ, **variables} if variables else None)

@@ -9,6 +9,7 @@ Where it is written: include/pipeline.yaml -> `dashboard.path.<target>` (placeho
 locally relative to the project root; on Databricks a Unity Catalog volume path, written through the volume's FUSE
 mount).
 """
+
 from __future__ import annotations
 
 import html
@@ -49,13 +50,13 @@ def collect(m, current: dict[str, list[dict]], measured: datetime) -> dict:
     from pyspark.sql import functions as F
 
     from .metrics import epoch
+
     n = int(m.cfg.get("history_runs", 48))
     history: list[dict] = []
     drift_history: list[dict] = []
     scores = m.read_if_exists(m.table("quality"))
     if scores is not None:
-        runs = (scores.groupBy("run_id").agg(F.max(epoch("measured_at")).alias("t"))
-                .orderBy(F.col("t").desc()).limit(n))
+        runs = scores.groupBy("run_id").agg(F.max(epoch("measured_at")).alias("t")).orderBy(F.col("t").desc()).limit(n)
         history = _rows(scores.join(runs, "run_id").select("run_id", "t", "entity", "score", "total_score"))
         drift = m.read_if_exists(m.table("drift"))
         if drift is not None:
@@ -84,8 +85,15 @@ def _fmt(value: float | None, digits: int = 1) -> str:
     return f"{value:,.{digits}f}"
 
 
-def line_chart(chart_id: str, series: dict[str, list[tuple[float, float]]], hlines: list[tuple[float, str, str]],
-               y_label: str, percent: bool = False, width: int = 640, height: int = 260) -> str:
+def line_chart(
+    chart_id: str,
+    series: dict[str, list[tuple[float, float]]],
+    hlines: list[tuple[float, str, str]],
+    y_label: str,
+    percent: bool = False,
+    width: int = 640,
+    height: int = 260,
+) -> str:
     """Lines over time (x = epoch seconds); horizontal reference lines (value, label, colour)."""
     points = [p for s in series.values() for p in s]
     if not points:
@@ -112,22 +120,28 @@ def line_chart(chart_id: str, series: dict[str, list[tuple[float, float]]], hlin
     def ylab(v):
         return f"{v * 100:.2f}%" if percent else f"{v:.2f}"
 
-    parts = [f'<svg id="{chart_id}-svg" viewBox="0 0 {width} {height}" width="100%" role="img" '
-             f'aria-label="{_esc(y_label)}">',
-             f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="#fafafa" stroke="#ddd"/>']
+    parts = [
+        f'<svg id="{chart_id}-svg" viewBox="0 0 {width} {height}" width="100%" role="img" '
+        f'aria-label="{_esc(y_label)}">',
+        f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="#fafafa" stroke="#ddd"/>',
+    ]
     for i in range(5):
         v = y0 + (y1 - y0) * i / 4
-        parts.append(f'<line x1="{left}" x2="{left + pw}" y1="{sy(v):.1f}" y2="{sy(v):.1f}" stroke="#eee"/>'
-                     f'<text x="{left - 4}" y="{sy(v) + 4:.1f}" text-anchor="end" class="tick">{ylab(v)}</text>')
+        parts.append(
+            f'<line x1="{left}" x2="{left + pw}" y1="{sy(v):.1f}" y2="{sy(v):.1f}" stroke="#eee"/>'
+            f'<text x="{left - 4}" y="{sy(v) + 4:.1f}" text-anchor="end" class="tick">{ylab(v)}</text>'
+        )
     for label_x in (x0, x1):
         t = datetime.fromtimestamp(label_x, tz=timezone.utc).strftime("%m-%d %H:%M")
         anchor = "start" if label_x == x0 else "end"
         parts.append(f'<text x="{sx(label_x):.1f}" y="{height - 12}" text-anchor="{anchor}" class="tick">{t}</text>')
     for value, label, colour in hlines:
-        parts.append(f'<line class="ref" x1="{left}" x2="{left + pw}" y1="{sy(value):.1f}" y2="{sy(value):.1f}" '
-                     f'stroke="{colour}" stroke-dasharray="6 4" stroke-width="1.5"/>'
-                     f'<text x="{left + pw + 4}" y="{sy(value) + 4:.1f}" class="tick" fill="{colour}">'
-                     f'{_esc(label)}</text>')
+        parts.append(
+            f'<line class="ref" x1="{left}" x2="{left + pw}" y1="{sy(value):.1f}" y2="{sy(value):.1f}" '
+            f'stroke="{colour}" stroke-dasharray="6 4" stroke-width="1.5"/>'
+            f'<text x="{left + pw + 4}" y="{sy(value) + 4:.1f}" class="tick" fill="{colour}">'
+            f"{_esc(label)}</text>"
+        )
     for i, (name, pts) in enumerate(series.items()):
         colour = PALETTE[i % len(PALETTE)]
         pts = sorted(pts)
@@ -135,11 +149,15 @@ def line_chart(chart_id: str, series: dict[str, list[tuple[float, float]]], hlin
             path = " ".join(f"{'M' if j == 0 else 'L'}{sx(x):.1f},{sy(y):.1f}" for j, (x, y) in enumerate(pts))
             parts.append(f'<path class="series" d="{path}" fill="none" stroke="{colour}" stroke-width="2"/>')
         for x, y in pts:
-            parts.append(f'<circle class="point" cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{colour}">'
-                         f'<title>{_esc(name)}: {ylab(y)}</title></circle>')
+            parts.append(
+                f'<circle class="point" cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{colour}">'
+                f"<title>{_esc(name)}: {ylab(y)}</title></circle>"
+            )
         ly = top + 14 + i * 16
-        parts.append(f'<rect x="{width - right + 44}" y="{ly - 9}" width="10" height="10" fill="{colour}"/>'
-                     f'<text x="{width - right + 58}" y="{ly}" class="legend">{_esc(name)}</text>')
+        parts.append(
+            f'<rect x="{width - right + 44}" y="{ly - 9}" width="10" height="10" fill="{colour}"/>'
+            f'<text x="{width - right + 58}" y="{ly}" class="legend">{_esc(name)}</text>'
+        )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -158,13 +176,17 @@ def hbar_chart(chart_id: str, bars: list[dict], unit: str, width: int = 640) -> 
         w = max(1.0, (b["value"] or 0) / top_value * pw) if b["value"] is not None else 0
         parts.append(f'<text x="{left - 6}" y="{y + 13}" text-anchor="end" class="label">{_esc(b["label"])}</text>')
         if b["value"] is not None:
-            parts.append(f'<rect class="bar" x="{left}" y="{y + 2}" width="{w:.1f}" height="{row - 7}" '
-                         f'fill="{b["colour"]}"><title>{_esc(b["label"])}: {_fmt(b["value"], b.get("digits", 0))} '
-                         f'{unit}</title></rect>')
+            parts.append(
+                f'<rect class="bar" x="{left}" y="{y + 2}" width="{w:.1f}" height="{row - 7}" '
+                f'fill="{b["colour"]}"><title>{_esc(b["label"])}: {_fmt(b["value"], b.get("digits", 0))} '
+                f"{unit}</title></rect>"
+            )
         if b.get("marker") is not None:
             mx = left + b["marker"] / top_value * pw
-            parts.append(f'<line class="marker" x1="{mx:.1f}" x2="{mx:.1f}" y1="{y}" y2="{y + row - 3}" '
-                         f'stroke="#333" stroke-width="2"><title>SLA {_fmt(b["marker"], 0)} {unit}</title></line>')
+            parts.append(
+                f'<line class="marker" x1="{mx:.1f}" x2="{mx:.1f}" y1="{y}" y2="{y + row - 3}" '
+                f'stroke="#333" stroke-width="2"><title>SLA {_fmt(b["marker"], 0)} {unit}</title></line>'
+            )
         parts.append(f'<text x="{left + w + 6:.1f}" y="{y + 13}" class="value">{_esc(b.get("note") or "")}</text>')
     parts.append("</svg>")
     return "".join(parts)
@@ -176,10 +198,12 @@ def batch_chart(chart_id: str, table: str, rows: list[dict], width: int = 310, h
     pw, ph = width - left - right, height - top - bottom
     top_value = max([r["rows"] for r in rows] + [r["band_high"] or 0 for r in rows]) or 1
     step = pw / max(len(rows), 1)
-    parts = [f'<svg id="{chart_id}-svg" class="volume" viewBox="0 0 {width} {height}" width="100%" role="img">',
-             f'<text x="{left}" y="14" class="legend">{_esc(table)}</text>',
-             f'<text x="{left - 4}" y="{top + 8}" text-anchor="end" class="tick">{top_value:,}</text>',
-             f'<text x="{left - 4}" y="{top + ph}" text-anchor="end" class="tick">0</text>']
+    parts = [
+        f'<svg id="{chart_id}-svg" class="volume" viewBox="0 0 {width} {height}" width="100%" role="img">',
+        f'<text x="{left}" y="14" class="legend">{_esc(table)}</text>',
+        f'<text x="{left - 4}" y="{top + 8}" text-anchor="end" class="tick">{top_value:,}</text>',
+        f'<text x="{left - 4}" y="{top + ph}" text-anchor="end" class="tick">0</text>',
+    ]
 
     def sy(v):
         return top + (1 - v / top_value) * ph
@@ -187,16 +211,22 @@ def batch_chart(chart_id: str, table: str, rows: list[dict], width: int = 310, h
     for i, r in enumerate(rows):
         x = left + i * step
         if r["band_low"] is not None:
-            parts.append(f'<rect class="band" x="{x:.1f}" y="{sy(r["band_high"]):.1f}" width="{step:.1f}" '
-                         f'height="{sy(r["band_low"]) - sy(r["band_high"]):.1f}" fill="#2ca02c" opacity="0.15"/>')
+            parts.append(
+                f'<rect class="band" x="{x:.1f}" y="{sy(r["band_high"]):.1f}" width="{step:.1f}" '
+                f'height="{sy(r["band_low"]) - sy(r["band_high"]):.1f}" fill="#2ca02c" opacity="0.15"/>'
+            )
         colour = RED if r["anomaly"] else PALETTE[0]
-        parts.append(f'<rect class="bar" x="{x + step * 0.15:.1f}" y="{sy(r["rows"]):.1f}" width="{step * 0.7:.1f}" '
-                     f'height="{top + ph - sy(r["rows"]):.1f}" fill="{colour}"><title>batch {_esc(r["batch"])}: '
-                     f'{r["rows"]:,} rows{" (outside the band)" if r["anomaly"] else ""}</title></rect>')
+        parts.append(
+            f'<rect class="bar" x="{x + step * 0.15:.1f}" y="{sy(r["rows"]):.1f}" width="{step * 0.7:.1f}" '
+            f'height="{top + ph - sy(r["rows"]):.1f}" fill="{colour}"><title>batch {_esc(r["batch"])}: '
+            f"{r['rows']:,} rows{' (outside the band)' if r['anomaly'] else ''}</title></rect>"
+        )
     if rows:
-        parts.append(f'<text x="{left}" y="{height - 8}" class="tick">{_esc(rows[0]["batch"])}</text>'
-                     f'<text x="{width - right}" y="{height - 8}" text-anchor="end" class="tick">'
-                     f'{_esc(rows[-1]["batch"])}</text>')
+        parts.append(
+            f'<text x="{left}" y="{height - 8}" class="tick">{_esc(rows[0]["batch"])}</text>'
+            f'<text x="{width - right}" y="{height - 8}" text-anchor="end" class="tick">'
+            f"{_esc(rows[-1]['batch'])}</text>"
+        )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -206,8 +236,10 @@ def _empty(chart_id: str) -> str:
 
 
 def _figure(chart_id: str, title: str, body: str, points: int, caption: str) -> str:
-    return (f'<figure class="chart" id="{chart_id}" data-chart="{chart_id}" data-points="{points}">'
-            f'<figcaption><h2>{_esc(title)}</h2><p>{_esc(caption)}</p></figcaption>{body}</figure>')
+    return (
+        f'<figure class="chart" id="{chart_id}" data-chart="{chart_id}" data-points="{points}">'
+        f"<figcaption><h2>{_esc(title)}</h2><p>{_esc(caption)}</p></figcaption>{body}</figure>"
+    )
 
 
 def _table(headers: list[str], rows: list[list[Any]], cls: str = "") -> str:
@@ -244,39 +276,74 @@ def render(data: dict) -> str:
             series.setdefault(r["entity"], []).append((float(r["t"]), float(value)))
     order = ["overall", "patients", "claims", "medical_events"]
     series = {k: series[k] for k in sorted(series, key=lambda k: order.index(k) if k in order else 99)}
-    quality_svg = line_chart("quality", series, [(target, f"target {target:.1%}", RED)], "quality score",
-                             percent=True)
+    quality_svg = line_chart("quality", series, [(target, f"target {target:.1%}", RED)], "quality score", percent=True)
 
     rules = sorted(data.get("quarantine_rules", []), key=lambda r: -r["total_rows"])
-    quarantine_svg = hbar_chart("quarantine", [
-        {"label": f"{r['entity']} · {r['rule']}", "value": r["total_rows"], "colour": PALETTE[1],
-         "note": f"{r['total_rows']:,} ({r['window_rows']:,} this window)"} for r in rules], "rows")
+    quarantine_svg = hbar_chart(
+        "quarantine",
+        [
+            {
+                "label": f"{r['entity']} · {r['rule']}",
+                "value": r["total_rows"],
+                "colour": PALETTE[1],
+                "note": f"{r['total_rows']:,} ({r['window_rows']:,} this window)",
+            }
+            for r in rules
+        ],
+        "rows",
+    )
 
     fresh = data.get("freshness", [])
-    freshness_svg = hbar_chart("freshness", [
-        {"label": r["table_name"], "value": r["age_minutes"], "marker": r["sla_minutes"], "digits": 1,
-         "colour": RED if r["stale"] else (GREY if r["sla_minutes"] is None else PALETTE[2]),
-         "note": ("missing" if not r["exists"] else f"{_fmt(r['age_minutes'])} min"
-                  + (f" / SLA {r['sla_minutes']:.0f}" if r["sla_minutes"] is not None else " (no SLA)"))}
-        for r in fresh], "min")
+    freshness_svg = hbar_chart(
+        "freshness",
+        [
+            {
+                "label": r["table_name"],
+                "value": r["age_minutes"],
+                "marker": r["sla_minutes"],
+                "digits": 1,
+                "colour": RED if r["stale"] else (GREY if r["sla_minutes"] is None else PALETTE[2]),
+                "note": (
+                    "missing"
+                    if not r["exists"]
+                    else f"{_fmt(r['age_minutes'])} min"
+                    + (f" / SLA {r['sla_minutes']:.0f}" if r["sla_minutes"] is not None else " (no SLA)")
+                ),
+            }
+            for r in fresh
+        ],
+        "min",
+    )
 
     by_table: dict[str, list[dict]] = {}
     for r in sorted(data.get("volumes", []), key=lambda r: (r["table_name"], r["batch"])):
         by_table.setdefault(r["table_name"], []).append(r)
-    volume_svg = ('<div class="volumes">' + "".join(batch_chart(f"volumes-{i}", t, rows) for i, (t, rows)
-                                                    in enumerate(by_table.items())) + "</div>") if by_table \
+    volume_svg = (
+        (
+            '<div class="volumes">'
+            + "".join(batch_chart(f"volumes-{i}", t, rows) for i, (t, rows) in enumerate(by_table.items()))
+            + "</div>"
+        )
+        if by_table
         else _empty("volumes")
+    )
 
     drift_series: dict[str, list[tuple[float, float]]] = {}
     for r in sorted(data.get("drift_history", []), key=lambda r: r["t"]):
         if r["psi"] is not None:
             drift_series.setdefault(r["column_name"], []).append((float(r["t"]), float(r["psi"])))
     drift_series = dict(sorted(drift_series.items()))  # stable colours from run to run
-    drift_svg = line_chart("drift", drift_series, [(data["psi_warn"], f"warn {data['psi_warn']}", AMBER),
-                                                   (data["psi_alert"], f"alert {data['psi_alert']}", RED)], "PSI")
+    drift_svg = line_chart(
+        "drift",
+        drift_series,
+        [(data["psi_warn"], f"warn {data['psi_warn']}", AMBER), (data["psi_alert"], f"alert {data['psi_alert']}", RED)],
+        "PSI",
+    )
     latest_drift = {r["column_name"]: r for r in data.get("drift", [])}
-    drift_note = ", ".join(f"{c}: {r['status']}" + (f" (PSI {r['psi']:.3f})" if r["psi"] is not None else "")
-                           for c, r in latest_drift.items())
+    drift_note = ", ".join(
+        f"{c}: {r['status']}" + (f" (PSI {r['psi']:.3f})" if r["psi"] is not None else "")
+        for c, r in latest_drift.items()
+    )
 
     overall = next((r for r in data.get("quality", []) if r["entity"] == "overall"), None)
     score = None if overall is None else (overall["score"] if overall["score"] is not None else overall["total_score"])
@@ -284,46 +351,88 @@ def render(data: dict) -> str:
     stale = [r for r in fresh if r["stale"]]
     recon = data.get("reconciliation", [])
     unbalanced = [r for r in recon if r["balanced"] is False]
-    tiles = "".join([
-        f'<div class="tile {"bad" if score is not None and score < target else "good"}" id="tile-score">'
-        f'quality score<b>{"–" if score is None else f"{score:.3%}"}</b>target {target:.1%}</div>',
-        f'<div class="tile {"bad" if breaches else "good"}" id="tile-breaches">open breaches<b>{len(breaches)}</b>'
-        f'{sum(1 for b in breaches if b.get("new"))} new</div>',
-        f'<div class="tile {"bad" if stale else "good"}">stale tables<b>{len(stale)}</b>of {len(fresh)}</div>',
-        f'<div class="tile {"bad" if unbalanced else "good"}">reconciliation<b>'
-        f'{"mismatch" if unbalanced else "balanced" if recon and all(r["balanced"] for r in recon) else "–"}</b>'
-        f'landed = valid + quarantined + dup. + held</div>',
-    ])
-    recon_table = _table(["entity", "landed", "valid", "quarantined", "duplicates", "held", "backlog", "difference",
-                          "balanced"],
-                         [[r["entity"], r["landed"], *("–" if r[k] is None else r[k] for k in
-                           ("valid", "quarantined", "duplicates", "held", "backlog", "difference")),
-                           {True: "yes", False: "NO", None: "n/a (no run figures)"}[r["balanced"]]] for r in recon])
-    breach_table = (_table(["kind", "where", "what", ""], [[b["kind"], b["subject"], b["detail"],
-                                                           "new" if b.get("new") else "ongoing"] for b in breaches],
-                           "breaches") if breaches else '<p class="empty">None: every measure is within its threshold.</p>')
+    tiles = "".join(
+        [
+            f'<div class="tile {"bad" if score is not None and score < target else "good"}" id="tile-score">'
+            f"quality score<b>{'–' if score is None else f'{score:.3%}'}</b>target {target:.1%}</div>",
+            f'<div class="tile {"bad" if breaches else "good"}" id="tile-breaches">open breaches<b>{len(breaches)}</b>'
+            f"{sum(1 for b in breaches if b.get('new'))} new</div>",
+            f'<div class="tile {"bad" if stale else "good"}">stale tables<b>{len(stale)}</b>of {len(fresh)}</div>',
+            f'<div class="tile {"bad" if unbalanced else "good"}">reconciliation<b>'
+            f"{'mismatch' if unbalanced else 'balanced' if recon and all(r['balanced'] for r in recon) else '–'}</b>"
+            f"landed = valid + quarantined + dup. + held</div>",
+        ]
+    )
+    recon_table = _table(
+        ["entity", "landed", "valid", "quarantined", "duplicates", "held", "backlog", "difference", "balanced"],
+        [
+            [
+                r["entity"],
+                r["landed"],
+                *(
+                    "–" if r[k] is None else r[k]
+                    for k in ("valid", "quarantined", "duplicates", "held", "backlog", "difference")
+                ),
+                {True: "yes", False: "NO", None: "n/a (no run figures)"}[r["balanced"]],
+            ]
+            for r in recon
+        ],
+    )
+    breach_table = (
+        _table(
+            ["kind", "where", "what", ""],
+            [[b["kind"], b["subject"], b["detail"], "new" if b.get("new") else "ongoing"] for b in breaches],
+            "breaches",
+        )
+        if breaches
+        else '<p class="empty">None: every measure is within its threshold.</p>'
+    )
     figures = [
-        _figure("quality", "Quality score over time", quality_svg, sum(len(s) for s in series.values()),
-                "valid / (valid + quarantined) per monitoring run: rows silver processed since the previous run "
-                "(all-time when none); dashed line: the target."),
-        _figure("quarantine", "Quarantined rows by rule", quarantine_svg, len(rules),
-                "All-time rows in the quarantine tables per failed rule (a row failing two rules counts for both)."),
-        _figure("freshness", "Freshness per table vs SLA", freshness_svg, sum(1 for r in fresh if r["exists"]),
-                "Age of each table's newest data in minutes; the black tick is the SLA of its layer; red: stale."),
-        _figure("volumes", "Rows per landing batch", volume_svg, sum(len(v) for v in by_table.values()),
-                "Bronze rows per hourly landing batch; shaded: the band of the batches before it; red: outside."),
-        _figure("drift", "Distribution drift (PSI) vs baseline", drift_svg,
-                sum(len(s) for s in drift_series.values()),
-                f"Population stability index of the last window vs the captured baseline. Now: {drift_note or '–'}"),
+        _figure(
+            "quality",
+            "Quality score over time",
+            quality_svg,
+            sum(len(s) for s in series.values()),
+            "valid / (valid + quarantined) per monitoring run: rows silver processed since the previous run "
+            "(all-time when none); dashed line: the target.",
+        ),
+        _figure(
+            "quarantine",
+            "Quarantined rows by rule",
+            quarantine_svg,
+            len(rules),
+            "All-time rows in the quarantine tables per failed rule (a row failing two rules counts for both).",
+        ),
+        _figure(
+            "freshness",
+            "Freshness per table vs SLA",
+            freshness_svg,
+            sum(1 for r in fresh if r["exists"]),
+            "Age of each table's newest data in minutes; the black tick is the SLA of its layer; red: stale.",
+        ),
+        _figure(
+            "volumes",
+            "Rows per landing batch",
+            volume_svg,
+            sum(len(v) for v in by_table.values()),
+            "Bronze rows per hourly landing batch; shaded: the band of the batches before it; red: outside.",
+        ),
+        _figure(
+            "drift",
+            "Distribution drift (PSI) vs baseline",
+            drift_svg,
+            sum(len(s) for s in drift_series.values()),
+            f"Population stability index of the last window vs the captured baseline. Now: {drift_note or '–'}",
+        ),
     ]
     return (
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>Medallion quality dashboard ({_esc(data['env'])})</title><style>{CSS}</style></head><body>"
         f"<header><h1>Medallion pipeline — data quality</h1><p>environment {_esc(data['env'])} · monitoring run "
         f"{_esc(data['run_id'])} · generated {_esc(data['generated_at'])} · aggregates only, no patient data</p>"
-        f"</header><div class=\"tiles\">{tiles}</div><main>{''.join(figures)}"
-        f"<section class=\"card\" id=\"reconciliation\"><h2>Reconciliation per entity</h2>{recon_table}</section>"
-        f"<section class=\"card\" id=\"breaches\"><h2>Breaches in this run</h2>{breach_table}</section>"
+        f'</header><div class="tiles">{tiles}</div><main>{"".join(figures)}'
+        f'<section class="card" id="reconciliation"><h2>Reconciliation per entity</h2>{recon_table}</section>'
+        f'<section class="card" id="breaches"><h2>Breaches in this run</h2>{breach_table}</section>'
         "</main></body></html>"
     )

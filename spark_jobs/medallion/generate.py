@@ -5,6 +5,7 @@ staging name and renames it into the landing folder (bronze never sees half a fi
 ground-truth manifest (outside the landing folder). The same interval and settings give byte-identical files,
 whatever the partition count.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,13 +22,18 @@ from .config import ENTITIES
 from .schemas import landing_columns
 from .synth import block_bodies
 
+
 def add_arguments(parser):
     parser.add_argument("--patients", type=int, default=None, help="new patients in this batch")
     parser.add_argument("--seed", type=int, default=None, help="global seed (default from config)")
     parser.add_argument("--partitions", type=int, default=None, help="Spark partitions generating the batch")
     parser.add_argument("--defect-rate", type=float, default=None, help="share of defective rows added")
-    parser.add_argument("--update-share", type=float, default=None,
-                        help="new versions of earlier patients, as a share of the batch's new patients")
+    parser.add_argument(
+        "--update-share",
+        type=float,
+        default=None,
+        help="new versions of earlier patients, as a share of the batch's new patients",
+    )
 
 
 def interval_tag(start: datetime) -> str:
@@ -78,18 +84,31 @@ def batch_spec(ctx: JobContext, start: datetime, end: datetime, n_patients: int)
         "interval_seconds": max(1, int((end - start).total_seconds())),
         "patients": n_patients,
         "block_size": int(gen.get("block_size", 5000)),
-        "claims_mean": float(gen["claims_per_patient_mean"]), "events_mean": float(gen["events_per_patient_mean"]),
-        "plans": list(gen["insurance_plans"]), "status_mix": dict(gen["claim_status_mix"]),
-        "event_types": list(quality["vocabularies"]["event_type"]), "providers": list(gen["providers"]),
-        "diagnosis_codes": list(gen["diagnosis_codes"]), "procedure_codes": list(gen["procedure_codes"]),
-        "changes": changes, "defects": {"rate": rate},
+        "claims_mean": float(gen["claims_per_patient_mean"]),
+        "events_mean": float(gen["events_per_patient_mean"]),
+        "plans": list(gen["insurance_plans"]),
+        "status_mix": dict(gen["claim_status_mix"]),
+        "event_types": list(quality["vocabularies"]["event_type"]),
+        "providers": list(gen["providers"]),
+        "diagnosis_codes": list(gen["diagnosis_codes"]),
+        "procedure_codes": list(gen["procedure_codes"]),
+        "changes": changes,
+        "defects": {"rate": rate},
         "columns": {e: landing_columns(e) for e in ENTITIES},
         "files": {e: ctx.settings.landing_file(e) for e in ENTITIES},
     }
 
 
-HISTORY_FIELDS = ("hour", "seed", "interval_start", "interval_seconds", "patients", "block_size", "claims_mean",
-                  "events_mean")
+HISTORY_FIELDS = (
+    "hour",
+    "seed",
+    "interval_start",
+    "interval_seconds",
+    "patients",
+    "block_size",
+    "claims_mean",
+    "events_mean",
+)
 
 
 def data_interval(ctx: JobContext) -> tuple[datetime, datetime]:
@@ -120,9 +139,11 @@ def generate_blocks(ctx: JobContext, spec: dict, n_blocks: int, parts: int) -> D
                 rows.append(("_meta", int(b), json.dumps({"counts": counts, "lines": lines, "defects": defects})))
             yield pd.DataFrame(rows, columns=["entity", "block", "body"])
 
-    return (ctx.spark.range(0, n_blocks, numPartitions=parts)
-            .mapInPandas(gen_fn, "entity string, block int, body string")
-            .persist())
+    return (
+        ctx.spark.range(0, n_blocks, numPartitions=parts)
+        .mapInPandas(gen_fn, "entity string, block int, body string")
+        .persist()
+    )
 
 
 def publish_files(ctx: JobContext, chunks: DataFrame, spec: dict, tag: str) -> str:
@@ -131,12 +152,19 @@ def publish_files(ctx: JobContext, chunks: DataFrame, spec: dict, tag: str) -> s
     spark = ctx.spark
     landing, staging = ctx.settings.location("landing"), ctx.settings.location("staging")
     for entity in ENTITIES:
-        header = spark.createDataFrame([(entity, -1, ",".join(spec["columns"][entity]) + "\n")],
-                                       "entity string, block int, body string")
+        header = spark.createDataFrame(
+            [(entity, -1, ",".join(spec["columns"][entity]) + "\n")], "entity string, block int, body string"
+        )
         staged = os.path.join(staging, f"{tag}-{entity}-{uuid.uuid4().hex}")
         body = chunks.filter(F.col("entity") == entity).filter(F.length("body") > 0)
-        (header.unionByName(body).orderBy("block").select(F.expr("substring(body, 1, length(body) - 1)"))
-         .coalesce(1).write.option("lineSep", "\n").text(staged))
+        (
+            header.unionByName(body)
+            .orderBy("block")
+            .select(F.expr("substring(body, 1, length(body) - 1)"))
+            .coalesce(1)
+            .write.option("lineSep", "\n")
+            .text(staged)
+        )
         _publish(ctx, staged, os.path.join(landing, tag, ctx.settings.landing_file(entity)))
     return os.path.join(landing, tag)
 
@@ -152,15 +180,28 @@ def ground_truth(spec: dict, meta: dict[int, dict], end: datetime) -> dict:
         for d in m["defects"]:
             e = d["entity"]
             line = offsets[e] + m["counts"][e] + d["block_line"]
-            defects.append({"file": d["file"], "line": line, "key": d["key"], "kind": d["kind"],
-                            "expected_rule": d["expected_rule"]})
+            defects.append(
+                {
+                    "file": d["file"],
+                    "line": line,
+                    "key": d["key"],
+                    "kind": d["kind"],
+                    "expected_rule": d["expected_rule"],
+                }
+            )
         for e in ENTITIES:
             offsets[e] += m["lines"][e]
             rows[e] += m["counts"][e]
             changed[e] += m["counts"][f"changed_{e}"]
-    return {"spec": {k: spec[k] for k in HISTORY_FIELDS}, "interval_end": end.isoformat(),
-            "clean_rows": rows, "changed_rows": changed, "file_lines": {e: offsets[e] - 1 for e in ENTITIES},
-            "defect_rate": spec["defects"]["rate"], "defects": defects}
+    return {
+        "spec": {k: spec[k] for k in HISTORY_FIELDS},
+        "interval_end": end.isoformat(),
+        "clean_rows": rows,
+        "changed_rows": changed,
+        "file_lines": {e: offsets[e] - 1 for e in ENTITIES},
+        "defect_rate": spec["defects"]["rate"],
+        "defects": defects,
+    }
 
 
 def write_manifest(manifest_root: str, tag: str, manifest: dict) -> str:
@@ -198,11 +239,18 @@ def run(ctx: JobContext) -> dict:
     by_kind: dict[str, int] = {}
     for d in manifest["defects"]:
         by_kind[d["kind"]] = by_kind.get(d["kind"], 0) + 1
-    return {"landing_dir": landing_dir, "rows": manifest["file_lines"],
-            "clean_rows": manifest["clean_rows"], "changed_rows": manifest["changed_rows"],
-            "defects": len(manifest["defects"]), "defects_by_kind": by_kind,
-            "history_batches": len(spec["history"]), "partitions": parts, "blocks": n_blocks,
-            "manifest": write_manifest(manifest_root, tag, manifest)}
+    return {
+        "landing_dir": landing_dir,
+        "rows": manifest["file_lines"],
+        "clean_rows": manifest["clean_rows"],
+        "changed_rows": manifest["changed_rows"],
+        "defects": len(manifest["defects"]),
+        "defects_by_kind": by_kind,
+        "history_batches": len(spec["history"]),
+        "partitions": parts,
+        "blocks": n_blocks,
+        "manifest": write_manifest(manifest_root, tag, manifest),
+    }
 
 
 main = entry("generate", run, add_arguments)

@@ -5,6 +5,7 @@ own checkpoints). For every patient touched, its whole version history is re-cut
 arrive out of order land in their place; the surrogate key is a hash of (patient_id, effective_from), so a
 re-run produces the same keys and MERGE leaves identical tables.
 """
+
 from __future__ import annotations
 
 from pyspark.sql import DataFrame, Window
@@ -13,8 +14,19 @@ from pyspark.sql import functions as F
 from . import views
 from .cli import JobContext, entry
 
-TRACKED = ["first_name_token", "last_name_token", "age", "sex", "region", "bmi", "smoker", "children", "charges",
-           "insurance_plan", "coverage_start_date"]
+TRACKED = [
+    "first_name_token",
+    "last_name_token",
+    "age",
+    "sex",
+    "region",
+    "bmi",
+    "smoker",
+    "children",
+    "charges",
+    "insurance_plan",
+    "coverage_start_date",
+]
 CHANGE_TYPES = ("insert", "update_postimage")
 
 
@@ -22,15 +34,16 @@ def patient_history(silver_patients: DataFrame) -> DataFrame:
     """SCD2 rows for the given silver versions: consecutive identical versions collapse into one interval."""
     w = Window.partitionBy("patient_id").orderBy("record_ts")
     hashed = silver_patients.withColumn("row_hash", F.sha2(F.to_json(F.struct(*TRACKED)), 256))
-    changed = (hashed.withColumn("_prev_hash", F.lag("row_hash").over(w))
-               .filter(F.col("_prev_hash").isNull() | (F.col("_prev_hash") != F.col("row_hash"))))
-    return (changed
-            .withColumn("effective_from", F.col("record_ts"))
-            .withColumn("effective_to", F.lead("record_ts").over(w))
-            .withColumn("is_current", F.col("effective_to").isNull())
-            .withColumn("patient_key", F.xxhash64("patient_id", "effective_from"))
-            .select("patient_key", "patient_id", *TRACKED, "effective_from", "effective_to", "is_current",
-                    "row_hash"))
+    changed = hashed.withColumn("_prev_hash", F.lag("row_hash").over(w)).filter(
+        F.col("_prev_hash").isNull() | (F.col("_prev_hash") != F.col("row_hash"))
+    )
+    return (
+        changed.withColumn("effective_from", F.col("record_ts"))
+        .withColumn("effective_to", F.lead("record_ts").over(w))
+        .withColumn("is_current", F.col("effective_to").isNull())
+        .withColumn("patient_key", F.xxhash64("patient_id", "effective_from"))
+        .select("patient_key", "patient_id", *TRACKED, "effective_from", "effective_to", "is_current", "row_hash")
+    )
 
 
 def merge_dim(ctx: JobContext, patient_ids: DataFrame) -> None:
@@ -43,18 +56,27 @@ def merge_dim(ctx: JobContext, patient_ids: DataFrame) -> None:
     stale = known.join(new_rows.select("patient_key"), "patient_key", "left_anti")
     # versions already in the dim exactly as re-cut are left out of the MERGE: only the files holding a row that
     # changes are rewritten, not every file holding a version of a touched patient
-    same = ((F.col("n.patient_key") == F.col("k.patient_key")) & (F.col("n.row_hash") == F.col("k.row_hash"))
-            & F.col("n.effective_to").eqNullSafe(F.col("k.effective_to")))
+    same = (
+        (F.col("n.patient_key") == F.col("k.patient_key"))
+        & (F.col("n.row_hash") == F.col("k.row_hash"))
+        & F.col("n.effective_to").eqNullSafe(F.col("k.effective_to"))
+    )
     new_rows = new_rows.alias("n").join(known.alias("k"), same, "left_anti")
-    source = (new_rows.withColumn("_op", F.lit("U"))
-              .unionByName(stale.withColumn("_op", F.lit("D")).select(*new_rows.columns, "_op"))
-              .withColumn("_updated_at", F.current_timestamp()))
-    (dim.alias("t").merge(source.alias("s"), "t.patient_key = s.patient_key")
-     .whenMatchedDelete(condition="s._op = 'D'")
-     .whenMatchedUpdateAll(condition="s._op = 'U' AND (NOT (t.row_hash <=> s.row_hash) "
-                                     "OR NOT (t.effective_to <=> s.effective_to))")
-     .whenNotMatchedInsertAll(condition="s._op = 'U'")
-     .execute())
+    source = (
+        new_rows.withColumn("_op", F.lit("U"))
+        .unionByName(stale.withColumn("_op", F.lit("D")).select(*new_rows.columns, "_op"))
+        .withColumn("_updated_at", F.current_timestamp())
+    )
+    (
+        dim.alias("t")
+        .merge(source.alias("s"), "t.patient_key = s.patient_key")
+        .whenMatchedDelete(condition="s._op = 'D'")
+        .whenMatchedUpdateAll(
+            condition="s._op = 'U' AND (NOT (t.row_hash <=> s.row_hash) OR NOT (t.effective_to <=> s.effective_to))"
+        )
+        .whenNotMatchedInsertAll(condition="s._op = 'U'")
+        .execute()
+    )
 
 
 def point_in_time_key(facts: DataFrame, dim: DataFrame, date_col: str) -> DataFrame:
@@ -63,18 +85,23 @@ def point_in_time_key(facts: DataFrame, dim: DataFrame, date_col: str) -> DataFr
     A date before the patient's first known version gets that first version (the earliest knowledge we have).
     """
     day_end = F.to_timestamp(F.date_add(F.col(date_col), 1))
-    versions = dim.select("patient_id", "patient_key", "effective_from",
-                          F.col("coverage_start_date").alias("_coverage_start"))
+    versions = dim.select(
+        "patient_id", "patient_key", "effective_from", F.col("coverage_start_date").alias("_coverage_start")
+    )
     joined = facts.select("_fact_id", "patient_id", date_col).join(versions, "patient_id")
     picked = joined.groupBy("_fact_id").agg(
-        F.max(F.when(F.col("effective_from") < day_end,
-                     F.struct("effective_from", "patient_key", "_coverage_start"))).alias("_valid"),
-        F.min(F.struct("effective_from", "patient_key", "_coverage_start")).alias("_first"))
+        F.max(
+            F.when(F.col("effective_from") < day_end, F.struct("effective_from", "patient_key", "_coverage_start"))
+        ).alias("_valid"),
+        F.min(F.struct("effective_from", "patient_key", "_coverage_start")).alias("_first"),
+    )
     chosen = picked.select("_fact_id", F.coalesce("_valid", "_first").alias("_v"))
-    return (facts.join(chosen, "_fact_id", "left")
-            .withColumn("patient_key", F.col("_v.patient_key"))
-            .withColumn("days_since_coverage_start", F.datediff(F.col(date_col), F.col("_v._coverage_start")))
-            .drop("_v"))
+    return (
+        facts.join(chosen, "_fact_id", "left")
+        .withColumn("patient_key", F.col("_v.patient_key"))
+        .withColumn("days_since_coverage_start", F.datediff(F.col(date_col), F.col("_v._coverage_start")))
+        .drop("_v")
+    )
 
 
 def _date_key(col: str):
@@ -82,25 +109,38 @@ def _date_key(col: str):
 
 
 def claim_facts(claims: DataFrame, dim: DataFrame) -> DataFrame:
-    base = claims.select(F.col("claim_id").alias("_fact_id"), "claim_id", "patient_id", "claim_date",
-                         "claim_amount", "diagnosis_code", "procedure_code", "claim_status")
-    return (point_in_time_key(base, dim, "claim_date")
-            .withColumn("claim_date_key", _date_key("claim_date"))
-            .withColumn("claim_month", F.date_format("claim_date", "yyyy-MM"))
-            .withColumn("is_approved", F.col("claim_status").isin("APPROVED", "PAID"))
-            .withColumn("is_denied", F.col("claim_status") == "DENIED")
-            .withColumn("is_paid", F.col("claim_status") == "PAID")
-            .withColumn("paid_amount", F.when(F.col("claim_status") == "PAID", F.col("claim_amount")).otherwise(0.0))
-            .drop("_fact_id"))
+    base = claims.select(
+        F.col("claim_id").alias("_fact_id"),
+        "claim_id",
+        "patient_id",
+        "claim_date",
+        "claim_amount",
+        "diagnosis_code",
+        "procedure_code",
+        "claim_status",
+    )
+    return (
+        point_in_time_key(base, dim, "claim_date")
+        .withColumn("claim_date_key", _date_key("claim_date"))
+        .withColumn("claim_month", F.date_format("claim_date", "yyyy-MM"))
+        .withColumn("is_approved", F.col("claim_status").isin("APPROVED", "PAID"))
+        .withColumn("is_denied", F.col("claim_status") == "DENIED")
+        .withColumn("is_paid", F.col("claim_status") == "PAID")
+        .withColumn("paid_amount", F.when(F.col("claim_status") == "PAID", F.col("claim_amount")).otherwise(0.0))
+        .drop("_fact_id")
+    )
 
 
 def event_facts(events: DataFrame, dim: DataFrame) -> DataFrame:
-    base = events.select(F.col("event_id").alias("_fact_id"), "event_id", "patient_id", "event_date", "event_type",
-                         "medical_provider")
-    return (point_in_time_key(base, dim, "event_date")
-            .withColumn("event_date_key", _date_key("event_date"))
-            .withColumn("event_month", F.date_format("event_date", "yyyy-MM"))
-            .drop("_fact_id"))
+    base = events.select(
+        F.col("event_id").alias("_fact_id"), "event_id", "patient_id", "event_date", "event_type", "medical_provider"
+    )
+    return (
+        point_in_time_key(base, dim, "event_date")
+        .withColumn("event_date_key", _date_key("event_date"))
+        .withColumn("event_month", F.date_format("event_date", "yyyy-MM"))
+        .drop("_fact_id")
+    )
 
 
 FACTS = {"claims": ("claim_id", claim_facts), "medical_events": ("event_id", event_facts)}
@@ -121,8 +161,13 @@ def merge_facts(ctx: JobContext, entity: str, silver_rows: DataFrame, insert: bo
     try:
         compare = [c for c in facts.columns if c not in (key, "_updated_at")]
         changed = " OR ".join(f"NOT (t.{c} <=> s.{c})" for c in compare)
-        (lake.delta(table).alias("t").merge(facts.alias("s"), f"t.{key} = s.{key}")
-         .whenMatchedUpdateAll(condition=changed).execute())
+        (
+            lake.delta(table)
+            .alias("t")
+            .merge(facts.alias("s"), f"t.{key} = s.{key}")
+            .whenMatchedUpdateAll(condition=changed)
+            .execute()
+        )
         if insert:
             lake.append(facts.join(lake.read(table).select(key), key, "left_anti"), table)
     finally:
@@ -132,8 +177,9 @@ def merge_facts(ctx: JobContext, entity: str, silver_rows: DataFrame, insert: bo
 def ensure_tables(ctx: JobContext) -> None:
     lake = ctx.lakehouse
     spark = ctx.spark
-    silver = {e: lake.read(ctx.settings.table_name("silver", e)).limit(0) for e in ("patients", "claims",
-                                                                                   "medical_events")}
+    silver = {
+        e: lake.read(ctx.settings.table_name("silver", e)).limit(0) for e in ("patients", "claims", "medical_events")
+    }
     dim_schema = patient_history(silver["patients"]).withColumn("_updated_at", F.current_timestamp()).schema
     lake.ensure(ctx.settings.table_name("gold", "patients"), dim_schema, "gold")
     empty_dim = spark.createDataFrame([], dim_schema)
@@ -150,15 +196,22 @@ CHECKPOINTS = ("gold_dim_patients", "gold_claims", "gold_medical_events")
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--full-refresh", default="false", choices=["true", "false"],
-                        help="drop the gold tables and rebuild them from the whole of silver")
+    parser.add_argument(
+        "--full-refresh",
+        default="false",
+        choices=["true", "false"],
+        help="drop the gold tables and rebuild them from the whole of silver",
+    )
 
 
 def run(ctx: JobContext) -> dict:
     lake = ctx.lakehouse
     settings = ctx.settings
-    missing = [settings.table_name("silver", e) for e in ("patients", "claims", "medical_events")
-               if not lake.exists(settings.table_name("silver", e))]
+    missing = [
+        settings.table_name("silver", e)
+        for e in ("patients", "claims", "medical_events")
+        if not lake.exists(settings.table_name("silver", e))
+    ]
     if missing:  # e.g. the hourly safety-net run while silver's first run is still creating its tables
         return {"note": f"silver tables do not exist yet ({', '.join(missing)}); nothing to build"}
     if ctx.args.full_refresh == "true":
@@ -173,9 +226,13 @@ def run(ctx: JobContext) -> dict:
     def dim_batch(batch: DataFrame, _batch_id: int) -> None:
         merge_dim(ctx, _changes(batch).select("patient_id").distinct())
 
-    q = (lake.read_stream(settings.table_name("silver", "patients"), change_feed=True).writeStream
-         .foreachBatch(dim_batch).option("checkpointLocation", lake.checkpoint("gold_dim_patients"))
-         .trigger(availableNow=True).start())
+    q = (
+        lake.read_stream(settings.table_name("silver", "patients"), change_feed=True)
+        .writeStream.foreachBatch(dim_batch)
+        .option("checkpointLocation", lake.checkpoint("gold_dim_patients"))
+        .trigger(availableNow=True)
+        .start()
+    )
     q.awaitTermination()
     dim_version_after = lake.version(dim_name)
 
@@ -187,9 +244,13 @@ def run(ctx: JobContext) -> dict:
             w = Window.partitionBy(key).orderBy(F.col("_ingested_at").desc())
             merge_facts(ctx, entity, rows.withColumn("_r", F.row_number().over(w)).filter("_r = 1").drop("_r"))
 
-        q = (lake.read_stream(silver_name, change_feed=True).writeStream.foreachBatch(fact_batch)
-             .option("checkpointLocation", lake.checkpoint(f"gold_{entity}"))
-             .trigger(availableNow=True).start())
+        q = (
+            lake.read_stream(silver_name, change_feed=True)
+            .writeStream.foreachBatch(fact_batch)
+            .option("checkpointLocation", lake.checkpoint(f"gold_{entity}"))
+            .trigger(availableNow=True)
+            .start()
+        )
         q.awaitTermination()
 
     # patients whose history was re-cut this run: their facts may now point at another version
@@ -197,19 +258,22 @@ def run(ctx: JobContext) -> dict:
         touched = lake.read_changes(dim_name, dim_version_before + 1, dim_version_after)
         # a re-cut interval (update / delete), or a version inserted *before* the current one (out of order: the
         # rows after it may keep their interval, yet facts dated earlier than them now belong to the new one)
-        recut = F.col("_change_type").isin("update_postimage", "delete") | \
-            ((F.col("_change_type") == "insert") & ~F.col("is_current"))
+        recut = F.col("_change_type").isin("update_postimage", "delete") | (
+            (F.col("_change_type") == "insert") & ~F.col("is_current")
+        )
         touched_ids = touched.filter(recut).select("patient_id").distinct()
         for entity in FACTS:
-            silver_rows = lake.read(settings.table_name("silver", entity)).join(touched_ids, "patient_id",
-                                                                               "left_semi")
+            silver_rows = lake.read(settings.table_name("silver", entity)).join(touched_ids, "patient_id", "left_semi")
             merge_facts(ctx, entity, silver_rows, insert=False)  # their facts are all in gold already
 
     metric_views = views.register(lake)  # pre-aggregated metrics over the star schema (persistent on Databricks)
     counts = {t: lake.count(settings.table_name("gold", t)) for t in ("patients", "claims", "medical_events")}
-    return {"tables": {lake.display_name(settings.table_name("gold", t)): n for t, n in counts.items()},
-            "views": metric_views,
-            "dim_versions": [dim_version_before, dim_version_after], "full_refresh": ctx.args.full_refresh == "true"}
+    return {
+        "tables": {lake.display_name(settings.table_name("gold", t)): n for t, n in counts.items()},
+        "views": metric_views,
+        "dim_versions": [dim_version_before, dim_version_after],
+        "full_refresh": ctx.args.full_refresh == "true",
+    }
 
 
 main = entry("gold", run, add_arguments)

@@ -9,9 +9,11 @@ patient value.
 - `grant_statements(settings, table_key, table_ref)`: `GRANT SELECT` to the analysts group on the layers analysts
   may read (gold only); nothing for other layers. Unity Catalog only.
 """
+
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .config import ConfigError, Settings
 
@@ -94,8 +96,10 @@ def phi_statements(settings_or_cfg: Settings | Mapping[str, Any], table_key: str
 def phi_comments(settings_or_cfg: Settings | Mapping[str, Any], table_key: str) -> dict[str, str]:
     """Column -> comment for a table's PHI columns; set as column metadata when the table is created."""
     kinds = _raw(settings_or_cfg).get("governance", {}).get("phi_kinds", {})
-    return {column: f"PHI ({kind}): {kinds.get(kind, kind)}"
-            for column, kind in phi_columns(settings_or_cfg, table_key).items()}
+    return {
+        column: f"PHI ({kind}): {kinds.get(kind, kind)}"
+        for column, kind in phi_columns(settings_or_cfg, table_key).items()
+    }
 
 
 def unity_catalog_statements(settings: Settings, table_key: str, table_ref: str) -> list[str]:
@@ -103,8 +107,9 @@ def unity_catalog_statements(settings: Settings, table_key: str, table_ref: str)
     grants. Nothing on the local target."""
     if settings.is_local:
         return []
-    return [s for s in phi_statements(settings, table_key, table_ref) if " SET TAGS " in s] + \
-        grant_statements(settings, table_key, table_ref)
+    return [s for s in phi_statements(settings, table_key, table_ref) if " SET TAGS " in s] + grant_statements(
+        settings, table_key, table_ref
+    )
 
 
 def grant_statements(settings_or_cfg: Settings | Mapping[str, Any], table_key: str, table_ref: str) -> list[str]:

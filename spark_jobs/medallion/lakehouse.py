@@ -3,6 +3,7 @@ paths (and temporary views, plain files) locally.
 
 Every job goes through this module, so the rest of the code never branches on the target.
 """
+
 from __future__ import annotations
 
 import os
@@ -77,8 +78,12 @@ class Lakehouse:
 
     def read_changes(self, table: str, start: int, end: int) -> DataFrame:
         """The change data feed of versions [start, end] (with `_change_type`, `_commit_version`)."""
-        reader = (self.spark.read.format("delta").option("readChangeFeed", "true")
-                  .option("startingVersion", start).option("endingVersion", end))
+        reader = (
+            self.spark.read.format("delta")
+            .option("readChangeFeed", "true")
+            .option("startingVersion", start)
+            .option("endingVersion", end)
+        )
         return reader.load(self.path(table)) if self.settings.is_local else reader.table(self.ref(table))
 
     def read_stream(self, table: str, change_feed: bool = False):
@@ -90,8 +95,14 @@ class Lakehouse:
         return reader.table(self.ref(table))
 
     # ---- writing ----------------------------------------------------------------------------
-    def ensure(self, table: str, schema, layer: str, partition_by: list[str] | None = None,
-               properties: dict[str, str] | None = None) -> None:
+    def ensure(
+        self,
+        table: str,
+        schema,
+        layer: str,
+        partition_by: list[str] | None = None,
+        properties: dict[str, str] | None = None,
+    ) -> None:
         """Create the table if it does not exist, with change data feed on and its layer's properties; add the
         columns a newer release of the code expects to a table created by an older one."""
         if self.exists(table):
@@ -105,11 +116,20 @@ class Lakehouse:
         props.update(properties or {})
         governed = governance.is_configured(self.settings, table)
         comments = governance.phi_comments(self.settings, table) if governed else {}  # PHI columns say so
-        schema = StructType([StructField(f.name, f.dataType, f.nullable, {**f.metadata, "comment": comments[f.name]})
-                             if f.name in comments else f for f in schema.fields])
+        schema = StructType(
+            [
+                StructField(f.name, f.dataType, f.nullable, {**f.metadata, "comment": comments[f.name]})
+                if f.name in comments
+                else f
+                for f in schema.fields
+            ]
+        )
         builder = DeltaTable.createIfNotExists(self.spark)
-        builder = builder.location(self.path(table)) if self.settings.is_local else builder.tableName(
-            f"{self.settings.catalog}.{self.settings.schema}.{table}")
+        builder = (
+            builder.location(self.path(table))
+            if self.settings.is_local
+            else builder.tableName(f"{self.settings.catalog}.{self.settings.schema}.{table}")
+        )
         builder = builder.addColumns(schema)
         if partition_by:
             builder = builder.partitionedBy(*partition_by)
@@ -119,8 +139,7 @@ class Lakehouse:
         for key, value in props.items():
             builder = builder.property(key, value)
         builder.execute()
-        for statement in (governance.unity_catalog_statements(self.settings, table, self.ref(table))
-                          if governed else []):
+        for statement in governance.unity_catalog_statements(self.settings, table, self.ref(table)) if governed else []:
             self.spark.sql(statement)  # PHI tags and gold-only grants (Databricks)
 
     def clustering(self, table: str) -> list[str]:
@@ -152,8 +171,10 @@ class Lakehouse:
         """A few rows of plain values (str, int, float, bool, date, datetime, None; dict for a map column, list for
         an array column) as a DataFrame built from literals in the JVM. `createDataFrame` on a list starts Python
         worker processes for it: seconds per job process."""
-        rows = [F.struct(*[_literal(value, f.dataType).alias(f.name) for value, f in zip(record, schema.fields)])
-                for record in records or [(None,) * len(schema.fields)]]
+        rows = [
+            F.struct(*[_literal(value, f.dataType).alias(f.name) for value, f in zip(record, schema.fields)])
+            for record in records or [(None,) * len(schema.fields)]
+        ]
         frame = self.spark.range(1).select(F.inline(F.array(*rows)))
         return frame if records else frame.limit(0)
 
@@ -205,8 +226,9 @@ class Lakehouse:
 def _literal(value, data_type: DataType) -> Column:
     """One value as a typed literal column (maps and arrays element by element)."""
     if isinstance(value, dict):
-        col = F.create_map(*[c for k, v in value.items()
-                             for c in (_literal(k, data_type.keyType), _literal(v, data_type.valueType))])
+        col = F.create_map(
+            *[c for k, v in value.items() for c in (_literal(k, data_type.keyType), _literal(v, data_type.valueType))]
+        )
     elif isinstance(value, (list, tuple)):
         col = F.array(*[_literal(v, data_type.elementType) for v in value])
     else:

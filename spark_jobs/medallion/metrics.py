@@ -15,6 +15,7 @@ Measures (see monitor.py for the tables they are stored in):
 - reconciliation: landed in bronze = valid + quarantined + exact duplicates + held, per entity;
 - audit: the change data feed of every table since the previous monitoring run, per writer run.
 """
+
 from __future__ import annotations
 
 import math
@@ -81,8 +82,19 @@ def _silver_run_figures(m: Measure) -> DataFrame | None:
     runs = m.read_if_exists(m.ops("silver_runs"))
     if runs is None:
         return None
-    return runs.select("run_id", "entity", "processed_at", "rows_in", "valid", "quarantined", "exact_duplicates",
-                       "held", "released", "expired_to_quarantine", "quarantined_by_rule")
+    return runs.select(
+        "run_id",
+        "entity",
+        "processed_at",
+        "rows_in",
+        "valid",
+        "quarantined",
+        "exact_duplicates",
+        "held",
+        "released",
+        "expired_to_quarantine",
+        "quarantined_by_rule",
+    )
 
 
 def _in_window(df: DataFrame, ts_col: str, m: Measure) -> DataFrame:
@@ -103,8 +115,11 @@ def quality(m: Measure) -> tuple[list[dict], str]:
         bad = F.col("quarantined") + F.coalesce(F.col("expired_to_quarantine"), F.lit(0))
 
         def sums(df):
-            return {r["entity"]: (int(r["good"] or 0), int(r["bad"] or 0)) for r in
-                    df.groupBy("entity").agg(F.sum(good).alias("good"), F.sum(bad).alias("bad")).collect()}
+            return {
+                r["entity"]: (int(r["good"] or 0), int(r["bad"] or 0))
+                for r in df.groupBy("entity").agg(F.sum(good).alias("good"), F.sum(bad).alias("bad")).collect()
+            }
+
         total = sums(runs)
         window = sums(_in_window(runs, "processed_at", m))
     else:  # silver does not record its runs: count what the tables hold (merged versions count once)
@@ -127,9 +142,19 @@ def quality(m: Measure) -> tuple[list[dict], str]:
         else:
             w, t = window.get(entity, (0, 0)), total.get(entity, (0, 0))
         s = score(*w)
-        rows.append({"entity": entity, "valid": w[0], "quarantined": w[1], "score": s,
-                     "total_valid": t[0], "total_quarantined": t[1], "total_score": score(*t),
-                     "target_score": target, "breach": s is not None and s < target})
+        rows.append(
+            {
+                "entity": entity,
+                "valid": w[0],
+                "quarantined": w[1],
+                "score": s,
+                "total_valid": t[0],
+                "total_quarantined": t[1],
+                "total_score": score(*t),
+                "target_score": target,
+                "breach": s is not None and s < target,
+            }
+        )
     return rows, source
 
 
@@ -144,16 +169,32 @@ def quarantine_by_rule(m: Measure) -> list[dict]:
         for r in q.select(F.explode("_failed_rules").alias("rule")).groupBy("rule").count().collect():
             counts.setdefault((entity, r["rule"]), {"window_rows": 0})["total_rows"] = int(r["count"])
         if runs is None:  # no run figures: this window's quarantined rows from the table itself
-            for r in (_in_window(q, "_quarantined_at", m).select(F.explode("_failed_rules").alias("rule"))
-                      .groupBy("rule").count().collect()):
+            for r in (
+                _in_window(q, "_quarantined_at", m)
+                .select(F.explode("_failed_rules").alias("rule"))
+                .groupBy("rule")
+                .count()
+                .collect()
+            ):
                 counts.setdefault((entity, r["rule"]), {"total_rows": 0})["window_rows"] = int(r["count"])
     if runs is not None:
-        for r in (_in_window(runs, "processed_at", m)
-                  .select("entity", F.explode("quarantined_by_rule").alias("rule", "n"))
-                  .groupBy("entity", "rule").agg(F.sum("n").alias("n")).collect()):
+        for r in (
+            _in_window(runs, "processed_at", m)
+            .select("entity", F.explode("quarantined_by_rule").alias("rule", "n"))
+            .groupBy("entity", "rule")
+            .agg(F.sum("n").alias("n"))
+            .collect()
+        ):
             counts.setdefault((r["entity"], r["rule"]), {"total_rows": 0})["window_rows"] = int(r["n"] or 0)
-    return [{"entity": e, "rule": rule, "window_rows": int(v.get("window_rows", 0)),
-             "total_rows": int(v.get("total_rows", 0))} for (e, rule), v in sorted(counts.items())]
+    return [
+        {
+            "entity": e,
+            "rule": rule,
+            "window_rows": int(v.get("window_rows", 0)),
+            "total_rows": int(v.get("total_rows", 0)),
+        }
+        for (e, rule), v in sorted(counts.items())
+    ]
 
 
 # ------------------------------------------------------------------------------------------------ freshness
@@ -171,8 +212,14 @@ def table_stats(m: Measure) -> dict[str, dict]:
     stats = {}
     for layer in LAYERS:
         for entity, table in m.settings.raw["tables"][layer].items():
-            st = {"layer": layer, "entity": entity, "exists": m.lake.exists(table), "count": None, "newest": None,
-                  "basis": "missing"}
+            st = {
+                "layer": layer,
+                "entity": entity,
+                "exists": m.lake.exists(table),
+                "count": None,
+                "newest": None,
+                "basis": "missing",
+            }
             if st["exists"]:
                 df = m.lake.read(table)
                 column = columns.get(layer)
@@ -196,9 +243,19 @@ def freshness(m: Measure, stats: dict[str, dict] | None = None) -> list[dict]:
         newest_at = from_epoch(st["newest"])
         age = round((m.now - newest_at).total_seconds() / 60, 1) if newest_at else None
         stale = sla is not None and (age is None or age > float(sla))
-        rows.append({"layer": st["layer"], "entity": st["entity"], "table_name": table, "exists": st["exists"],
-                     "newest_at": newest_at, "age_minutes": age, "sla_minutes": None if sla is None else float(sla),
-                     "basis": st["basis"], "stale": bool(stale)})
+        rows.append(
+            {
+                "layer": st["layer"],
+                "entity": st["entity"],
+                "table_name": table,
+                "exists": st["exists"],
+                "newest_at": newest_at,
+                "age_minutes": age,
+                "sla_minutes": None if sla is None else float(sla),
+                "basis": st["basis"],
+                "stale": bool(stale),
+            }
+        )
     return rows
 
 
@@ -222,17 +279,33 @@ def volumes(m: Measure) -> list[dict]:
         df = m.read_if_exists(table)
         if df is None:
             continue
-        batches = (df.select(F.regexp_extract("_source_file", BATCH_OF_FILE, 1).alias("batch"))
-                   .groupBy("batch").count().orderBy(F.col("batch").desc()).limit(2 * n + 1).collect())
+        batches = (
+            df.select(F.regexp_extract("_source_file", BATCH_OF_FILE, 1).alias("batch"))
+            .groupBy("batch")
+            .count()
+            .orderBy(F.col("batch").desc())
+            .limit(2 * n + 1)
+            .collect()
+        )
         series = [(r["batch"], int(r["count"])) for r in reversed(batches)]
         for i in range(max(0, len(series) - (n + 1)), len(series)):  # earlier ones only feed the bands
             batch, count = series[i]
-            history = [c for _, c in series[max(0, i - n):i]]
+            history = [c for _, c in series[max(0, i - n) : i]]
             low, high = volume_band(history, cfg)
             anomaly = low is not None and not (low <= count <= high)
-            rows.append({"entity": entity, "table_name": table, "batch": batch, "rows": count,
-                         "band_low": low, "band_high": high, "history_batches": len(history),
-                         "anomaly": bool(anomaly), "latest": i == len(series) - 1})
+            rows.append(
+                {
+                    "entity": entity,
+                    "table_name": table,
+                    "batch": batch,
+                    "rows": count,
+                    "band_low": low,
+                    "band_high": high,
+                    "history_batches": len(history),
+                    "anomaly": bool(anomaly),
+                    "latest": i == len(series) - 1,
+                }
+            )
     return rows
 
 
@@ -254,8 +327,13 @@ def _bin_expr(column: str, edges: list[float]):
 
 
 def proportions(df: DataFrame, column: str, edges: list[float]) -> tuple[list[float], int]:
-    counts = {r["b"]: int(r["n"]) for r in df.where(F.col(column).isNotNull())
-              .groupBy(_bin_expr(column, edges).alias("b")).agg(F.count(F.lit(1)).alias("n")).collect()}
+    counts = {
+        r["b"]: int(r["n"])
+        for r in df.where(F.col(column).isNotNull())
+        .groupBy(_bin_expr(column, edges).alias("b"))
+        .agg(F.count(F.lit(1)).alias("n"))
+        .collect()
+    }
     n = sum(counts.values())
     return ([counts.get(i, 0) / n if n else 0.0 for i in range(len(edges) + 1)], n)
 
@@ -269,8 +347,16 @@ def drift(m: Measure, baselines: dict[str, dict]) -> tuple[list[dict], list[dict
     for column, entity in cfg["columns"].items():
         table = m.settings.table_name("silver", entity)
         df = m.read_if_exists(table)
-        row = {"column_name": column, "entity": entity, "table_name": table, "psi": None, "rows_current": 0,
-               "rows_baseline": None, "status": "no_data", "breach": False}
+        row = {
+            "column_name": column,
+            "entity": entity,
+            "table_name": table,
+            "psi": None,
+            "rows_current": 0,
+            "rows_baseline": None,
+            "status": "no_data",
+            "breach": False,
+        }
         rows.append(row)
         if df is None or column not in df.columns:
             continue
@@ -284,20 +370,27 @@ def drift(m: Measure, baselines: dict[str, dict]) -> tuple[list[dict], list[dict
             edges = values.approxQuantile(column, [i / bins for i in range(1, bins)], 0.001)
             edges = sorted(set(float(e) for e in edges))
             props, n = proportions(values, column, edges)
-            base = {"column_name": column, "entity": entity, "edges": edges, "proportions": props, "rows": n,
-                    "captured_run_id": m.run_id, "captured_at": m.now}
+            base = {
+                "column_name": column,
+                "entity": entity,
+                "edges": edges,
+                "proportions": props,
+                "rows": n,
+                "captured_run_id": m.run_id,
+                "captured_at": m.now,
+            }
             captured.append(base)
         current = df.where(epoch("_processed_at") >= since) if "_processed_at" in df.columns else df
-        props, n = proportions(current.select(F.col(column).cast("double").alias(column)), column,
-                               list(base["edges"]))
+        props, n = proportions(current.select(F.col(column).cast("double").alias(column)), column, list(base["edges"]))
         row.update(rows_current=n, rows_baseline=int(base["rows"]))
         if n < min_rows:
             row["status"] = "insufficient_data"
             continue
         value = psi(list(base["proportions"]), props)
         row["psi"] = value
-        row["status"] = ("drift" if value >= float(cfg["psi_alert"]) else
-                         "warn" if value >= float(cfg["psi_warn"]) else "ok")
+        row["status"] = (
+            "drift" if value >= float(cfg["psi_alert"]) else "warn" if value >= float(cfg["psi_warn"]) else "ok"
+        )
         row["breach"] = row["status"] == "drift"
     return rows, captured
 
@@ -314,16 +407,33 @@ def reconciliation(m: Measure, previous: dict[str, bool]) -> list[dict]:
     runs = _silver_run_figures(m)
     sums = {}
     if runs is not None:
-        sums = {r["entity"]: r.asDict() for r in runs.groupBy("entity").agg(
-            *[F.sum(c).alias(c) for c in ("rows_in", "valid", "quarantined", "exact_duplicates", "held")],
-            F.max(epoch("processed_at")).alias("cutoff")).collect()}
+        sums = {
+            r["entity"]: r.asDict()
+            for r in runs.groupBy("entity")
+            .agg(
+                *[F.sum(c).alias(c) for c in ("rows_in", "valid", "quarantined", "exact_duplicates", "held")],
+                F.max(epoch("processed_at")).alias("cutoff"),
+            )
+            .collect()
+        }
     rows = []
     for entity in ENTITIES:
         bronze = m.read_if_exists(m.settings.table_name("bronze", entity))
         landed_all = bronze.count() if bronze is not None else 0
-        row = {"entity": entity, "landed": landed_all, "processed": None, "valid": None, "quarantined": None,
-               "duplicates": None, "held": None, "backlog": None, "difference": None, "balanced": None,
-               "source": "silver_runs" if runs is not None else "tables", "breach": False}
+        row = {
+            "entity": entity,
+            "landed": landed_all,
+            "processed": None,
+            "valid": None,
+            "quarantined": None,
+            "duplicates": None,
+            "held": None,
+            "backlog": None,
+            "difference": None,
+            "balanced": None,
+            "source": "silver_runs" if runs is not None else "tables",
+            "breach": False,
+        }
         s = sums.get(entity)
         if s is not None:
             cutoff = s["cutoff"]
@@ -331,10 +441,17 @@ def reconciliation(m: Measure, previous: dict[str, bool]) -> list[dict]:
             accounted = sum(int(s[c] or 0) for c in ("valid", "quarantined", "exact_duplicates", "held"))
             processed = int(s["rows_in"] or 0)
             balanced = processed == accounted and landed == processed
-            row.update(landed=landed, processed=processed, valid=int(s["valid"] or 0),
-                       quarantined=int(s["quarantined"] or 0), duplicates=int(s["exact_duplicates"] or 0),
-                       held=int(s["held"] or 0), backlog=landed_all - landed, difference=landed - accounted,
-                       balanced=balanced)
+            row.update(
+                landed=landed,
+                processed=processed,
+                valid=int(s["valid"] or 0),
+                quarantined=int(s["quarantined"] or 0),
+                duplicates=int(s["exact_duplicates"] or 0),
+                held=int(s["held"] or 0),
+                backlog=landed_all - landed,
+                difference=landed - accounted,
+                balanced=balanced,
+            )
             streak = 1 if not balanced else 0
             if not balanced and need > 1 and previous.get(entity) is False:
                 streak = need  # it was unbalanced in the previous run too
@@ -367,31 +484,70 @@ def audit(m: Measure, last_versions: dict[str, int]) -> list[dict]:
         start = last_versions.get(table, -1) + 1
         base = {"layer": layer, "table_name": table, "from_version": start, "to_version": current}
         if start > current:
-            rows.append({**base, "commits": 0, "operations": {}, "writer_run_id": None, "inserts": 0, "updates": 0,
-                         "deletes": 0})
+            rows.append(
+                {
+                    **base,
+                    "commits": 0,
+                    "operations": {},
+                    "writer_run_id": None,
+                    "inserts": 0,
+                    "updates": 0,
+                    "deletes": 0,
+                }
+            )
             continue
-        history = (m.lake.delta(table).history().where(F.col("version") >= start)
-                   .where(F.col("version") <= current).groupBy("operation").count().collect())
+        history = (
+            m.lake.delta(table)
+            .history()
+            .where(F.col("version") >= start)
+            .where(F.col("version") <= current)
+            .groupBy("operation")
+            .count()
+            .collect()
+        )
         operations = {r["operation"]: int(r["count"]) for r in history}
         commits = sum(operations.values())
         try:
             changes = m.lake.read_changes(table, start, current)
             writer = F.col("_run_id") if "_run_id" in changes.columns else F.lit(None).cast("string")
-            per_writer = (changes.groupBy(writer.alias("writer_run_id")).agg(
-                F.sum((F.col("_change_type") == "insert").cast("long")).alias("inserts"),
-                F.sum((F.col("_change_type") == "update_postimage").cast("long")).alias("updates"),
-                F.sum((F.col("_change_type") == "delete").cast("long")).alias("deletes")).collect())
+            per_writer = (
+                changes.groupBy(writer.alias("writer_run_id"))
+                .agg(
+                    F.sum((F.col("_change_type") == "insert").cast("long")).alias("inserts"),
+                    F.sum((F.col("_change_type") == "update_postimage").cast("long")).alias("updates"),
+                    F.sum((F.col("_change_type") == "delete").cast("long")).alias("deletes"),
+                )
+                .collect()
+            )
         except AnalysisException as exc:  # change data feed unavailable for these versions
-            m.notes.append(f"{table}: change data feed of versions {start}-{current} unreadable "
-                           f"({str(exc).splitlines()[0][:120]})")
+            m.notes.append(
+                f"{table}: change data feed of versions {start}-{current} unreadable ({str(exc).splitlines()[0][:120]})"
+            )
             per_writer = []
         if not per_writer:
-            rows.append({**base, "commits": commits, "operations": operations, "writer_run_id": None,
-                         "inserts": 0, "updates": 0, "deletes": 0})
+            rows.append(
+                {
+                    **base,
+                    "commits": commits,
+                    "operations": operations,
+                    "writer_run_id": None,
+                    "inserts": 0,
+                    "updates": 0,
+                    "deletes": 0,
+                }
+            )
         for r in per_writer:
-            rows.append({**base, "commits": commits, "operations": operations, "writer_run_id": r["writer_run_id"],
-                         "inserts": int(r["inserts"] or 0), "updates": int(r["updates"] or 0),
-                         "deletes": int(r["deletes"] or 0)})
+            rows.append(
+                {
+                    **base,
+                    "commits": commits,
+                    "operations": operations,
+                    "writer_run_id": r["writer_run_id"],
+                    "inserts": int(r["inserts"] or 0),
+                    "updates": int(r["updates"] or 0),
+                    "deletes": int(r["deletes"] or 0),
+                }
+            )
     return rows
 
 
@@ -402,35 +558,65 @@ def breaches(quality_rows, freshness_rows, volume_rows, drift_rows, recon_rows, 
     out = []
     for r in quality_rows:
         if r["breach"]:
-            out.append({"kind": "quality_score", "subject": r["entity"],
-                        "detail": f"quality score {r['score']:.4%} below target {r['target_score']:.2%} "
-                                  f"({r['quarantined']} of {r['valid'] + r['quarantined']} rows quarantined this window)",
-                        "key": f"quality_score:{r['entity']}"})
+            out.append(
+                {
+                    "kind": "quality_score",
+                    "subject": r["entity"],
+                    "detail": f"quality score {r['score']:.4%} below target {r['target_score']:.2%} "
+                    f"({r['quarantined']} of {r['valid'] + r['quarantined']} rows quarantined this window)",
+                    "key": f"quality_score:{r['entity']}",
+                }
+            )
     for r in freshness_rows:
         if r["stale"]:
-            detail = (f"{r['layer']} table missing (SLA {r['sla_minutes']:.0f} min)" if not r["exists"] else
-                      f"newest data {r['age_minutes']:.0f} min old, SLA {r['sla_minutes']:.0f} min" if r["age_minutes"]
-                      is not None else f"no data (SLA {r['sla_minutes']:.0f} min)")
-            out.append({"kind": "stale_table", "subject": r["table_name"], "detail": detail,
-                        "key": f"stale_table:{r['table_name']}"})
+            detail = (
+                f"{r['layer']} table missing (SLA {r['sla_minutes']:.0f} min)"
+                if not r["exists"]
+                else f"newest data {r['age_minutes']:.0f} min old, SLA {r['sla_minutes']:.0f} min"
+                if r["age_minutes"] is not None
+                else f"no data (SLA {r['sla_minutes']:.0f} min)"
+            )
+            out.append(
+                {
+                    "kind": "stale_table",
+                    "subject": r["table_name"],
+                    "detail": detail,
+                    "key": f"stale_table:{r['table_name']}",
+                }
+            )
     if cfg["volumes"].get("alert", True):
         for r in volume_rows:
             if r["latest"] and r["anomaly"]:
-                out.append({"kind": "volume", "subject": r["table_name"],
-                            "detail": f"batch {r['batch']} has {r['rows']} rows, outside the band "
-                                      f"{r['band_low']:.0f}-{r['band_high']:.0f} of the {r['history_batches']} batches before it",
-                            "key": f"volume:{r['table_name']}:{r['batch']}"})
+                out.append(
+                    {
+                        "kind": "volume",
+                        "subject": r["table_name"],
+                        "detail": f"batch {r['batch']} has {r['rows']} rows, outside the band "
+                        f"{r['band_low']:.0f}-{r['band_high']:.0f} of the {r['history_batches']} batches before it",
+                        "key": f"volume:{r['table_name']}:{r['batch']}",
+                    }
+                )
     for r in drift_rows:
         if r["breach"]:
-            out.append({"kind": "drift", "subject": f"{r['table_name']}.{r['column_name']}",
-                        "detail": f"PSI {r['psi']:.3f} >= {float(cfg['drift']['psi_alert'])} over {r['rows_current']} "
-                                  f"rows of the last {cfg['drift']['window_hours']} h vs the baseline",
-                        "key": f"drift:{r['column_name']}"})
+            out.append(
+                {
+                    "kind": "drift",
+                    "subject": f"{r['table_name']}.{r['column_name']}",
+                    "detail": f"PSI {r['psi']:.3f} >= {float(cfg['drift']['psi_alert'])} over {r['rows_current']} "
+                    f"rows of the last {cfg['drift']['window_hours']} h vs the baseline",
+                    "key": f"drift:{r['column_name']}",
+                }
+            )
     for r in recon_rows:
         if r["breach"]:
-            out.append({"kind": "reconciliation", "subject": r["entity"],
-                        "detail": f"landed {r['landed']} != valid {r['valid']} + quarantined {r['quarantined']} + "
-                                  f"duplicates {r['duplicates']} + held {r['held']} (difference {r['difference']}; "
-                                  f"silver read {r['processed']})",
-                        "key": f"reconciliation:{r['entity']}"})
+            out.append(
+                {
+                    "kind": "reconciliation",
+                    "subject": r["entity"],
+                    "detail": f"landed {r['landed']} != valid {r['valid']} + quarantined {r['quarantined']} + "
+                    f"duplicates {r['duplicates']} + held {r['held']} (difference {r['difference']}; "
+                    f"silver read {r['processed']})",
+                    "key": f"reconciliation:{r['entity']}",
+                }
+            )
     return out

@@ -13,6 +13,7 @@ One monitoring run stores, keyed by its run id (a retry replaces its own rows, s
 - `ops_quality_breaches`  what was wrong (the monitoring DAG e-mails it when something new appears).
 Table names and thresholds: include/pipeline.yaml -> `monitoring`. Only aggregates are stored or printed.
 """
+
 from __future__ import annotations
 
 import logging
@@ -27,18 +28,18 @@ from .ops import OpsTable
 log = logging.getLogger("medallion.monitor")
 
 
-# tests/e2e/test_alert_emails.py still creates an ops table through this name
-def ensure_ops_table(lake, table: str, schema) -> None:
-    OpsTable.open(lake, table, schema)
-
-
 def previous_run(ctx: JobContext, m: metrics.Measure) -> None:
     """The latest earlier monitoring run (its id and when it measured): the end of the previous window."""
     scores = m.read_if_exists(m.table("quality"))
     if scores is None:
         return
-    row = (scores.where(F.col("run_id") != ctx.run_id).groupBy("run_id")
-           .agg(F.max(metrics.epoch("measured_at")).alias("t")).orderBy(F.col("t").desc()).first())
+    row = (
+        scores.where(F.col("run_id") != ctx.run_id)
+        .groupBy("run_id")
+        .agg(F.max(metrics.epoch("measured_at")).alias("t"))
+        .orderBy(F.col("t").desc())
+        .first()
+    )
     if row is not None:
         m.previous_run_id, m.previous_at = row["run_id"], metrics.from_epoch(row["t"])
 
@@ -60,8 +61,10 @@ def run(ctx: JobContext) -> dict:
     counts_table = OpsTable.open(lake, settings.raw["tables"]["ops"]["table_counts"], ops.TABLE_COUNTS)
     stats = metrics.table_stats(m)  # one pass per table: row count and newest-data time
     counts = [(st["layer"], name, st["count"]) for name, st in stats.items()]
-    counts_table.upsert([(ctx.run_id, measured, ctx.interval_start, ctx.interval_end, layer, name, n)
-                         for layer, name, n in counts], keys=["run_id", "table_name"])
+    counts_table.upsert(
+        [(ctx.run_id, measured, ctx.interval_start, ctx.interval_end, layer, name, n) for layer, name, n in counts],
+        keys=["run_id", "table_name"],
+    )
 
     quality, source = metrics.quality(m)
     for r in quality:
@@ -78,35 +81,63 @@ def run(ctx: JobContext) -> dict:
     previous_balance = {r["entity"]: r["balanced"] for r in _previous_rows(m, "reconciliation")}
     recon = metrics.reconciliation(m, previous_balance)
     writes_df = m.read_if_exists(m.table("audit"))
-    last_versions = ({r["table_name"]: int(r["v"]) for r in writes_df.where(F.col("run_id") != ctx.run_id)
-                      .groupBy("table_name").agg(F.max("to_version").alias("v")).collect()}
-                     if writes_df is not None else {})
+    last_versions = (
+        {
+            r["table_name"]: int(r["v"])
+            for r in writes_df.where(F.col("run_id") != ctx.run_id)
+            .groupBy("table_name")
+            .agg(F.max("to_version").alias("v"))
+            .collect()
+        }
+        if writes_df is not None
+        else {}
+    )
     writes = metrics.audit(m, last_versions)
     found = metrics.breaches(quality, fresh, vols, drift, recon, m.cfg)
     known = {r["key"] for r in _previous_rows(m, "breaches")}
     for b in found:
         b["new"] = b["key"] not in known
 
-    stored = {"quality": quality, "quarantine_rules": by_rule, "freshness": fresh, "volumes": vols, "drift": drift,
-              "reconciliation": recon, "audit": writes, "breaches": found}
+    stored = {
+        "quality": quality,
+        "quarantine_rules": by_rule,
+        "freshness": fresh,
+        "volumes": vols,
+        "drift": drift,
+        "reconciliation": recon,
+        "audit": writes,
+        "breaches": found,
+    }
     for key, rows_ in stored.items():
         OpsTable.open(lake, m.table(key), ops.MONITORING[key]).replace_run(
-            ctx.run_id, [{"run_id": ctx.run_id, "measured_at": measured, **r} for r in rows_])
+            ctx.run_id, [{"run_id": ctx.run_id, "measured_at": measured, **r} for r in rows_]
+        )
 
     page = dashboard.write(settings, dashboard.collect(m, stored, measured))
     overall = next(r for r in quality if r["entity"] == "overall")
     new = [b for b in found if b["new"]]
     if found:
-        log.warning("%d data-quality breach(es), %d new: %s", len(found), len(new),
-                    "; ".join(f"{b['kind']} {b['subject']}" for b in found))
+        log.warning(
+            "%d data-quality breach(es), %d new: %s",
+            len(found),
+            len(new),
+            "; ".join(f"{b['kind']} {b['subject']}" for b in found),
+        )
     return {
         "table": lake.display_name(counts_table.name),
         "counts": {name: n for _, name, n in counts},
         "quality_score": overall["score"] if overall["score"] is not None else overall["total_score"],
         "quality_window": "since previous monitoring run" if overall["score"] is not None else "all time",
         "target_score": overall["target_score"],
-        "quality": {r["entity"]: {"score": r["score"], "total_score": r["total_score"], "valid": r["valid"],
-                                  "quarantined": r["quarantined"]} for r in quality},
+        "quality": {
+            r["entity"]: {
+                "score": r["score"],
+                "total_score": r["total_score"],
+                "valid": r["valid"],
+                "quarantined": r["quarantined"],
+            }
+            for r in quality
+        },
         "quality_source": source,
         "stale_tables": [r["table_name"] for r in fresh if r["stale"]],
         "volume_anomalies": [f"{r['table_name']}:{r['batch']}" for r in vols if r["anomaly"] and r["latest"]],

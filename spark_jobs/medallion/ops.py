@@ -11,15 +11,26 @@ Delta's idempotent-write options skip a batch already committed (`append` with `
 Table names: include/pipeline.yaml -> `tables.ops` (what the layer jobs record) and `monitoring.tables` (what the
 monitoring job measures).
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.types import (ArrayType, BooleanType, DoubleType, LongType, MapType, StringType, StructField,
-                               StructType, TimestampType)
+from pyspark.sql.types import (
+    ArrayType,
+    BooleanType,
+    DoubleType,
+    LongType,
+    MapType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
 
 from .governance import quote_string
 from .lakehouse import Lakehouse
@@ -28,35 +39,72 @@ S, L, D, B, T = StringType(), LongType(), DoubleType(), BooleanType(), Timestamp
 
 # ---- what the layer jobs record (tables.ops) ---------------------------------------------------------------------
 
+
 def _schema(*fields: tuple) -> StructType:
     """A schema from (name, type) fields, nullable, and (name, type, False) fields, required."""
     return StructType([StructField(name, kind, *nullable) for name, kind, *nullable in fields])
 
 
 BRONZE_FILES = _schema(  # one row per landing file bronze has seen
-    ("run_id", S, False), ("batch_id", L, False), ("table_name", S, False), ("file_path", S, False),
+    ("run_id", S, False),
+    ("batch_id", L, False),
+    ("table_name", S, False),
+    ("file_path", S, False),
     ("file_modified_at", T),
     ("status", S, False),  # ingested | empty | header_only | unreadable | partial
-    ("rows", L, False), ("rescued_rows", L, False), ("reason", S), ("recorded_at", T, False))
+    ("rows", L, False),
+    ("rescued_rows", L, False),
+    ("reason", S),
+    ("recorded_at", T, False),
+)
 
-SILVER_RUN_COUNTS = ("rows_in", "valid", "quarantined", "exact_duplicates", "held", "released",
-                     "expired_to_quarantine", "rescued_resolved")
+SILVER_RUN_COUNTS = (
+    "rows_in",
+    "valid",
+    "quarantined",
+    "exact_duplicates",
+    "held",
+    "released",
+    "expired_to_quarantine",
+    "rescued_resolved",
+)
 SILVER_RUNS = _schema(  # one row per silver run and entity
-    ("run_id", S, False), ("entity", S, False), ("processed_at", T, False),
+    ("run_id", S, False),
+    ("entity", S, False),
+    ("processed_at", T, False),
     *[(name, L, False) for name in SILVER_RUN_COUNTS],
-    ("quarantined_by_rule", MapType(S, L), False), ("quality_score", D), ("target_score", D, False))
+    ("quarantined_by_rule", MapType(S, L), False),
+    ("quality_score", D),
+    ("target_score", D, False),
+)
 
 SODA_CHECKS = _schema(  # one row per Soda check per silver run
-    ("run_id", S, False), ("checked_at", T, False), ("table_name", S, False), ("check_name", S, False),
-    ("column_name", S), ("outcome", S, False), ("level", S, False), ("measured_value", D), ("measured_text", S),
-    ("definition", S), ("check_identity", S))
+    ("run_id", S, False),
+    ("checked_at", T, False),
+    ("table_name", S, False),
+    ("check_name", S, False),
+    ("column_name", S),
+    ("outcome", S, False),
+    ("level", S, False),
+    ("measured_value", D),
+    ("measured_text", S),
+    ("definition", S),
+    ("check_identity", S),
+)
 
 TABLE_COUNTS = _schema(  # row count of every table per monitoring run
-    ("run_id", S, False), ("measured_at", T, False), ("interval_start", T), ("interval_end", T),
-    ("layer", S, False), ("table_name", S, False), ("row_count", L))
+    ("run_id", S, False),
+    ("measured_at", T, False),
+    ("interval_start", T),
+    ("interval_end", T),
+    ("layer", S, False),
+    ("table_name", S, False),
+    ("row_count", L),
+)
 
 
 # ---- what the monitoring job measures (monitoring.tables) ---------------------------------------------------------
+
 
 def _measure(*fields: tuple) -> StructType:
     """A monitoring table: the run and when it measured, then its (nullable) figures."""
@@ -64,27 +112,88 @@ def _measure(*fields: tuple) -> StructType:
 
 
 MONITORING = {
-    "quality": _measure(("entity", S), ("valid", L), ("quarantined", L), ("score", D), ("total_valid", L),
-                        ("total_quarantined", L), ("total_score", D), ("target_score", D), ("breach", B),
-                        ("source", S)),
+    "quality": _measure(
+        ("entity", S),
+        ("valid", L),
+        ("quarantined", L),
+        ("score", D),
+        ("total_valid", L),
+        ("total_quarantined", L),
+        ("total_score", D),
+        ("target_score", D),
+        ("breach", B),
+        ("source", S),
+    ),
     "quarantine_rules": _measure(("entity", S), ("rule", S), ("window_rows", L), ("total_rows", L)),
-    "freshness": _measure(("layer", S), ("entity", S), ("table_name", S), ("exists", B), ("newest_at", T),
-                          ("age_minutes", D), ("sla_minutes", D), ("basis", S), ("stale", B)),
-    "volumes": _measure(("entity", S), ("table_name", S), ("batch", S), ("rows", L), ("band_low", D),
-                        ("band_high", D), ("history_batches", L), ("anomaly", B), ("latest", B)),
-    "drift": _measure(("column_name", S), ("entity", S), ("table_name", S), ("psi", D), ("rows_current", L),
-                      ("rows_baseline", L), ("status", S), ("breach", B)),
-    "reconciliation": _measure(("entity", S), ("landed", L), ("processed", L), ("valid", L), ("quarantined", L),
-                               ("duplicates", L), ("held", L), ("backlog", L), ("difference", L), ("balanced", B),
-                               ("source", S), ("breach", B)),
-    "audit": _measure(("layer", S), ("table_name", S), ("from_version", L), ("to_version", L), ("commits", L),
-                      ("operations", MapType(S, L)), ("writer_run_id", S), ("inserts", L), ("updates", L),
-                      ("deletes", L)),
+    "freshness": _measure(
+        ("layer", S),
+        ("entity", S),
+        ("table_name", S),
+        ("exists", B),
+        ("newest_at", T),
+        ("age_minutes", D),
+        ("sla_minutes", D),
+        ("basis", S),
+        ("stale", B),
+    ),
+    "volumes": _measure(
+        ("entity", S),
+        ("table_name", S),
+        ("batch", S),
+        ("rows", L),
+        ("band_low", D),
+        ("band_high", D),
+        ("history_batches", L),
+        ("anomaly", B),
+        ("latest", B),
+    ),
+    "drift": _measure(
+        ("column_name", S),
+        ("entity", S),
+        ("table_name", S),
+        ("psi", D),
+        ("rows_current", L),
+        ("rows_baseline", L),
+        ("status", S),
+        ("breach", B),
+    ),
+    "reconciliation": _measure(
+        ("entity", S),
+        ("landed", L),
+        ("processed", L),
+        ("valid", L),
+        ("quarantined", L),
+        ("duplicates", L),
+        ("held", L),
+        ("backlog", L),
+        ("difference", L),
+        ("balanced", B),
+        ("source", S),
+        ("breach", B),
+    ),
+    "audit": _measure(
+        ("layer", S),
+        ("table_name", S),
+        ("from_version", L),
+        ("to_version", L),
+        ("commits", L),
+        ("operations", MapType(S, L)),
+        ("writer_run_id", S),
+        ("inserts", L),
+        ("updates", L),
+        ("deletes", L),
+    ),
     "breaches": _measure(("kind", S), ("subject", S), ("detail", S), ("key", S), ("new", B)),
 }
 DRIFT_BASELINE = _schema(  # the baseline's bins, captured once (delete its rows to re-baseline)
-    ("column_name", S, False), ("entity", S), ("edges", ArrayType(D)), ("proportions", ArrayType(D)), ("rows", L),
-    ("captured_run_id", S), ("captured_at", T))
+    ("column_name", S, False),
+    ("entity", S),
+    ("edges", ArrayType(D)),
+    ("proportions", ArrayType(D)),
+    ("rows", L),
+    ("captured_run_id", S),
+    ("captured_at", T),
+)
 
 
 # ---- the one writer -----------------------------------------------------------------------------------------------
@@ -101,16 +210,17 @@ class OpsTable:
     schema: StructType
 
     @classmethod
-    def open(cls, lake: Lakehouse, name: str, schema: StructType,
-             properties: dict[str, str] | None = None) -> "OpsTable":
+    def open(cls, lake: Lakehouse, name: str, schema: StructType, properties: dict[str, str] | None = None) -> OpsTable:
         """The table, created first if it does not exist (`properties` only apply then)."""
         lake.ensure(name, schema, "ops", properties=properties)
         return cls(lake, name, schema)
 
     def frame(self, rows: Iterable[Row]) -> DataFrame:
         """Rows (dicts by column name, or tuples in column order) as a DataFrame of the table's schema."""
-        records = [tuple(row.get(f.name) for f in self.schema.fields) if isinstance(row, Mapping) else tuple(row)
-                   for row in rows]
+        records = [
+            tuple(row.get(f.name) for f in self.schema.fields) if isinstance(row, Mapping) else tuple(row)
+            for row in rows
+        ]
         return self.lake.frame(records, self.schema)
 
     def append(self, rows: Iterable[Row], txn: tuple[str, int] | None = None) -> None:
@@ -123,8 +233,13 @@ class OpsTable:
         """One MERGE on `keys`: matching rows are replaced, new ones inserted, and — with `delete_unmatched`, a
         condition on the stored row `t` — stored rows it selects that the new rows do not hold are deleted."""
         on = " AND ".join(f"t.{k} = s.{k}" for k in keys)
-        merge = (self.lake.delta(self.name).alias("t").merge(self.frame(rows).alias("s"), on)
-                 .whenMatchedUpdateAll().whenNotMatchedInsertAll())
+        merge = (
+            self.lake.delta(self.name)
+            .alias("t")
+            .merge(self.frame(rows).alias("s"), on)
+            .whenMatchedUpdateAll()
+            .whenNotMatchedInsertAll()
+        )
         if delete_unmatched is not None:
             merge = merge.whenNotMatchedBySourceDelete(condition=delete_unmatched)
         merge.execute()

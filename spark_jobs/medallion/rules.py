@@ -1,4 +1,5 @@
 """The row-rule catalog from include/pipeline.yaml, compiled into Spark expressions (no rule is written in Python)."""
+
 from __future__ import annotations
 
 import re
@@ -25,9 +26,11 @@ def _fill(expr: str, quality: dict) -> str:
             return str(pattern).replace("\\", "\\\\").replace("'", "\\'")
         vocab = quality.get("vocabularies", {}).get(name)
         if vocab is None:
-            raise ConfigError(f"rule placeholder {{{name}}} has no vocabulary in quality.vocabularies "
-                              "nor pattern in quality.patterns")
+            raise ConfigError(
+                f"rule placeholder {{{name}}} has no vocabulary in quality.vocabularies nor pattern in quality.patterns"
+            )
         return ", ".join("'" + str(v).replace("'", "''") + "'" for v in vocab)
+
     return _PLACEHOLDER.sub(value, expr)
 
 
@@ -41,6 +44,8 @@ def rule_expressions(quality: dict, entity: str) -> dict[str, str]:
 
 def failed_rules(quality: dict, entity: str) -> Column:
     """An array<string> column with the names of every rule the row fails (NULL results count as failures)."""
-    checks = [F.when(~F.coalesce(F.expr(expr), F.lit(False)), F.lit(name))
-              for name, expr in rule_expressions(quality, entity).items()]
+    checks = [
+        F.when(~F.coalesce(F.expr(expr), F.lit(False)), F.lit(name))
+        for name, expr in rule_expressions(quality, entity).items()
+    ]
     return F.filter(F.array(*checks), lambda x: x.isNotNull())

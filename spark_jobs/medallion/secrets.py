@@ -11,6 +11,7 @@ Where a secret comes from, first hit wins:
    development salt.
 A secret value is returned, never logged and never part of an error message.
 """
+
 from __future__ import annotations
 
 import os
@@ -46,8 +47,10 @@ def read_secret(settings: Settings, name: str, dbutils=None) -> str:
     scope = settings.env_cfg.get("secret_scope")
     key = (settings.env_cfg.get("secret_keys") or {}).get(name)
     if not scope or not key:
-        raise ConfigError(f"environment {settings.env!r} has no secret {name!r}: set ${var} or "
-                          f"secret_scope/secret_keys.{name} in the config")
+        raise ConfigError(
+            f"environment {settings.env!r} has no secret {name!r}: set ${var} or "
+            f"secret_scope/secret_keys.{name} in the config"
+        )
     value = (dbutils or _dbutils()).secrets.get(scope=scope, key=key)
     if not value:
         raise ConfigError(f"secret {key!r} in scope {scope!r} is empty")
@@ -66,6 +69,8 @@ def hash_salt(settings: Settings) -> str:
         try:
             return read_secret(settings, "hash_salt")
         except ConfigError as exc:
-            raise ConfigError(f"environment {settings.env!r} needs a hash salt in ${var} or in its secret scope "
-                              f"({exc}); refusing to start") from None
+            raise ConfigError(
+                f"environment {settings.env!r} needs a hash salt in ${var} or in its secret scope "
+                f"({exc}); refusing to start"
+            ) from None
     raise ConfigError(f"environment {settings.env!r} needs a hash salt in ${var} (a secret); refusing to start")

@@ -1,4 +1,5 @@
 """The one Spark-session factory: the active session on Databricks, a Delta-enabled local session otherwise."""
+
 from __future__ import annotations
 
 import os
@@ -19,7 +20,8 @@ def local_conf(settings: Settings, app_name: str) -> dict[str, str]:
     ivy = Path(ls.get("ivy_dir", ".cache/ivy"))
     ivy = ivy if ivy.is_absolute() else settings.root / ivy
     warehouse = settings.location("warehouse")
-    return {**{str(k): str(v) for k, v in (ls.get("conf") or {}).items()},
+    return {
+        **{str(k): str(v) for k, v in (ls.get("conf") or {}).items()},
         "spark.app.name": app_name,
         "spark.master": ls.get("master", "local[*]"),
         "spark.driver.memory": str(ls.get("driver_memory", "4g")),
@@ -61,6 +63,7 @@ def get_spark(settings: Settings, app_name: str = "medallion") -> SparkSession:
 
 if __name__ == "__main__":  # `python -m medallion.session`: resolve and cache the Delta jars, check Delta works
     from .config import load_settings
+
     _spark = get_spark(load_settings(), app_name="medallion-warmup")
     print(f"Spark {_spark.version} with Delta ready; jars cached in {_spark.conf.get('spark.jars.ivy')}")
     _spark.stop()

@@ -5,6 +5,7 @@ processes only the bronze rows it has not processed yet; writes are MERGEs keyed
 re-run converges to the same tables. Every bronze row ends in a silver table, in quarantine with the names of
 the rules it failed, or counted as a duplicate.
 """
+
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -38,29 +39,36 @@ def standardize(entity: str, df: DataFrame, salt: str, quality: dict) -> DataFra
     """Trim, case-fold enumerations, type dates and timestamps. What cannot be typed becomes NULL and fails a rule."""
     if entity == "patients":
         cap = quality["hipaa_age"]
-        return (df.withColumn("patient_id", F.trim("patient_id"))
-                .withColumn("age", F.when(F.col("age") >= cap["cap_from"], F.lit(cap["reported_as"]))
-                            .otherwise(F.col("age")))  # HIPAA Safe Harbor: 89 and over are reported as 90
-                .withColumn("first_name_token", token(F.col("first_name"), salt))
-                .withColumn("last_name_token", token(F.col("last_name"), salt))
-                .withColumn("sex", _trim_upper("sex"))
-                .withColumn("region", _trim_upper("region"))
-                .withColumn("insurance_plan", _trim_upper("insurance_plan"))
-                .withColumn("coverage_start_date", F.to_date(F.trim("coverage_start_date")))
-                .withColumn("record_ts", F.to_timestamp(F.trim("timestamp")))
-                .drop("first_name", "last_name", "timestamp"))
+        return (
+            df.withColumn("patient_id", F.trim("patient_id"))
+            .withColumn(
+                "age", F.when(F.col("age") >= cap["cap_from"], F.lit(cap["reported_as"])).otherwise(F.col("age"))
+            )  # HIPAA Safe Harbor: 89 and over are reported as 90
+            .withColumn("first_name_token", token(F.col("first_name"), salt))
+            .withColumn("last_name_token", token(F.col("last_name"), salt))
+            .withColumn("sex", _trim_upper("sex"))
+            .withColumn("region", _trim_upper("region"))
+            .withColumn("insurance_plan", _trim_upper("insurance_plan"))
+            .withColumn("coverage_start_date", F.to_date(F.trim("coverage_start_date")))
+            .withColumn("record_ts", F.to_timestamp(F.trim("timestamp")))
+            .drop("first_name", "last_name", "timestamp")
+        )
     if entity == "claims":
-        return (df.withColumn("claim_id", F.trim("claim_id"))
-                .withColumn("patient_id", F.trim("patient_id"))
-                .withColumn("claim_date", F.to_date(F.trim("claim_date")))
-                .withColumn("diagnosis_code", _trim_upper("diagnosis_code"))
-                .withColumn("procedure_code", _trim_upper("procedure_code"))
-                .withColumn("claim_status", _trim_upper("claim_status")))
-    return (df.withColumn("event_id", F.trim("event_id"))
+        return (
+            df.withColumn("claim_id", F.trim("claim_id"))
             .withColumn("patient_id", F.trim("patient_id"))
-            .withColumn("event_date", F.to_date(F.trim("event_date")))
-            .withColumn("event_type", _trim_upper("event_type"))
-            .withColumn("medical_provider", F.trim("medical_provider")))
+            .withColumn("claim_date", F.to_date(F.trim("claim_date")))
+            .withColumn("diagnosis_code", _trim_upper("diagnosis_code"))
+            .withColumn("procedure_code", _trim_upper("procedure_code"))
+            .withColumn("claim_status", _trim_upper("claim_status"))
+        )
+    return (
+        df.withColumn("event_id", F.trim("event_id"))
+        .withColumn("patient_id", F.trim("patient_id"))
+        .withColumn("event_date", F.to_date(F.trim("event_date")))
+        .withColumn("event_type", _trim_upper("event_type"))
+        .withColumn("medical_provider", F.trim("medical_provider"))
+    )
 
 
 TRUE_WORDS, FALSE_WORDS = ("true", "t", "yes", "y", "1"), ("false", "f", "no", "n", "0")
@@ -85,8 +93,9 @@ def resolve_rescued(entity: str, df: DataFrame) -> DataFrame:
     fields = source_schema(entity).fields
     names = [f.name for f in fields]
     raw = F.col(RESCUED)
-    is_line = raw.isNotNull() & ~raw.startswith("{") & ~raw.contains('"') & \
-        (F.size(F.split(raw, ",", -1)) == len(fields))
+    is_line = (
+        raw.isNotNull() & ~raw.startswith("{") & ~raw.contains('"') & (F.size(F.split(raw, ",", -1)) == len(fields))
+    )
     parsed = F.split(raw, ",", -1)
     values = {f.name: lenient(parsed.getItem(i), f.dataType) for i, f in enumerate(fields)}
     empty = {f.name: F.trim(parsed.getItem(i)) == "" for i, f in enumerate(fields)}
@@ -133,24 +142,48 @@ def replaces(quality: dict, entity: str) -> str:
             terms.append(f"({tie} AND s._confidence > t._confidence)")
             ties.append("s._confidence = t._confidence")
         elif criterion == "latest_arrival":
-            terms.append(f"({tie} AND (s._ingested_at > t._ingested_at OR "
-                         "(s._ingested_at = t._ingested_at AND s._source_file > t._source_file)))")
+            terms.append(
+                f"({tie} AND (s._ingested_at > t._ingested_at OR "
+                "(s._ingested_at = t._ingested_at AND s._source_file > t._source_file)))"
+            )
             ties.append("s._ingested_at = t._ingested_at AND s._source_file = t._source_file")
     return " OR ".join(terms)
 
 
 SILVER_COLUMNS = {
-    "patients": ["patient_id", "first_name_token", "last_name_token", "age", "sex", "region", "bmi", "smoker",
-                 "children", "charges", "insurance_plan", "coverage_start_date", "record_ts"],
-    "claims": ["claim_id", "patient_id", "claim_amount", "claim_date", "diagnosis_code", "procedure_code",
-               "claim_status"],
+    "patients": [
+        "patient_id",
+        "first_name_token",
+        "last_name_token",
+        "age",
+        "sex",
+        "region",
+        "bmi",
+        "smoker",
+        "children",
+        "charges",
+        "insurance_plan",
+        "coverage_start_date",
+        "record_ts",
+    ],
+    "claims": [
+        "claim_id",
+        "patient_id",
+        "claim_amount",
+        "claim_date",
+        "diagnosis_code",
+        "procedure_code",
+        "claim_status",
+    ],
     "medical_events": ["event_id", "patient_id", "event_date", "event_type", "medical_provider"],
 }
 # The key a silver row is upserted on: patients keep every version (one per record timestamp).
 MERGE_KEYS = {"patients": ["patient_id", "record_ts"], "claims": ["claim_id"], "medical_events": ["event_id"]}
 LINEAGE = ["_source_file", "_ingested_at", "_run_id"]
 EXTRA = ["_confidence"]  # silver only (not part of a quarantined row's identity)
-Q_COLUMNS = {e: cols + ["_failed_rules", "_source_file", "_ingested_at", "_run_id"] for e, cols in SILVER_COLUMNS.items()}
+Q_COLUMNS = {
+    e: cols + ["_failed_rules", "_source_file", "_ingested_at", "_run_id"] for e, cols in SILVER_COLUMNS.items()
+}
 
 
 class SilverBatch:
@@ -165,7 +198,6 @@ class SilverBatch:
         self.held = ctx.settings.table_name("held", entity) if entity != "patients" else None
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        spark = self.ctx.spark
         raw_cols = landing_columns(self.entity)
         batch = batch.persist()
         rows_in = batch.count()
@@ -177,21 +209,32 @@ class SilverBatch:
         std = std.withColumn("_confidence", confidence(self.ctx.settings.quality, self.entity))
         std = std.withColumn("_failed_rules", failed_rules(self.ctx.settings.quality, self.entity))
         if self.entity != "patients":
-            patients = self.lake.read(self.ctx.settings.table_name("silver", "patients")).select("patient_id").distinct()
+            patients = (
+                self.lake.read(self.ctx.settings.table_name("silver", "patients")).select("patient_id").distinct()
+            )
             known = patients.withColumn("_patient_known", F.lit(True))
-            std = (std.join(known, "patient_id", "left")
-                   .withColumn("_failed_rules", F.when(
-                       F.col("_patient_known").isNull() & (F.size("_failed_rules") == 0),
-                       F.array(F.lit("patient_exists"))).otherwise(F.col("_failed_rules")))
-                   .drop("_patient_known"))
+            std = (
+                std.join(known, "patient_id", "left")
+                .withColumn(
+                    "_failed_rules",
+                    F.when(
+                        F.col("_patient_known").isNull() & (F.size("_failed_rules") == 0),
+                        F.array(F.lit("patient_exists")),
+                    ).otherwise(F.col("_failed_rules")),
+                )
+                .drop("_patient_known")
+            )
         std = std.withColumn("_run_id", F.lit(self.ctx.run_id)).persist()
         valid = std.filter(F.size("_failed_rules") == 0)
         held = std.filter(F.col("_failed_rules") == F.array(F.lit("patient_exists")))  # only its patient missing
         bad = std.filter((F.size("_failed_rules") > 0) & (F.col("_failed_rules") != F.array(F.lit("patient_exists"))))
         if self.entity == "patients":
             held = std.limit(0)
-        counts = std.agg(F.count("*").alias("n"), F.sum((F.size("_failed_rules") == 0).cast("int")).alias("valid"),
-                         F.sum(F.col("_rescue_resolved").cast("int")).alias("resolved")).first()
+        counts = std.agg(
+            F.count("*").alias("n"),
+            F.sum((F.size("_failed_rules") == 0).cast("int")).alias("valid"),
+            F.sum(F.col("_rescue_resolved").cast("int")).alias("resolved"),
+        ).first()
         superseded, written = self.upsert(valid)
         n_held = self.hold(held) if self.entity != "patients" else 0
         by_rule = self.quarantine_rows(bad)
@@ -217,46 +260,72 @@ class SilverBatch:
         w = Window.partitionBy(*keys).orderBy(*version_order(quality, self.entity))
         whole = w.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)
         values = F.to_json(F.struct(*[c for c in SILVER_COLUMNS[self.entity] if c not in keys]))
-        ranked = (valid.withColumn("_rank", F.row_number().over(w)).withColumn("_values", values)
-                  .withColumn("_differs", F.col("_values") != F.first("_values").over(w)))
+        ranked = (
+            valid.withColumn("_rank", F.row_number().over(w))
+            .withColumn("_values", values)
+            .withColumn("_differs", F.col("_values") != F.first("_values").over(w))
+        )
         # Lineage: the winner's values, first sent by the earliest of the run of identical versions that ends in the
         # winner — what separate runs keep too, where an identical re-send changes nothing (a backfill that takes
         # several hours in one run must leave the same tables as running them one at a time)
         first_other = F.min(F.when(F.col("_differs"), F.col("_rank"))).over(whole)
         in_streak = F.col("_rank") < F.coalesce(first_other, F.lit(1 << 30))
         origin = F.last(F.when(in_streak, F.struct(*LINEAGE)), ignorenulls=True).over(whole)
-        latest = (ranked.withColumn("_origin", origin).filter("_rank = 1")
-                  .select(*SILVER_COLUMNS[self.entity], *[F.col(f"_origin.{c}").alias(c) for c in LINEAGE], *EXTRA)
-                  .withColumn("_processed_at", F.current_timestamp()))
+        latest = (
+            ranked.withColumn("_origin", origin)
+            .filter("_rank = 1")
+            .select(*SILVER_COLUMNS[self.entity], *[F.col(f"_origin.{c}").alias(c) for c in LINEAGE], *EXTRA)
+            .withColumn("_processed_at", F.current_timestamp())
+        )
         target = self.lake.delta(self.silver)
         cond = " AND ".join(f"t.{k} <=> s.{k}" for k in keys)
         # a re-sent identical version changes nothing; a different one replaces the stored one only if it wins
         changed = " OR ".join(f"NOT (t.{c} <=> s.{c})" for c in SILVER_COLUMNS[self.entity] if c not in keys)
-        (target.alias("t").merge(latest.alias("s"), cond)
-         .whenMatchedUpdateAll(condition=f"({changed}) AND ({replaces(quality, self.entity)})")
-         .whenNotMatchedInsertAll().execute())
+        (
+            target.alias("t")
+            .merge(latest.alias("s"), cond)
+            .whenMatchedUpdateAll(condition=f"({changed}) AND ({replaces(quality, self.entity)})")
+            .whenNotMatchedInsertAll()
+            .execute()
+        )
         written = _last_merge_metrics(target)
         superseded = int(written.get("numSourceRows", 0))
         superseded = valid.count() - superseded if superseded else 0
         return superseded, written
 
     def _with_hash(self, df: DataFrame) -> DataFrame:
-        return df.select(*Q_COLUMNS[self.entity], F.sha2(F.to_json(F.struct(*Q_COLUMNS[self.entity][:-1])), 256)
-                         .alias("_row_hash"))
+        return df.select(
+            *Q_COLUMNS[self.entity], F.sha2(F.to_json(F.struct(*Q_COLUMNS[self.entity][:-1])), 256).alias("_row_hash")
+        )
 
     def quarantine_rows(self, bad: DataFrame) -> dict[str, int]:
         """Append failures (idempotently, by row hash) with every rule they failed; return counts by rule."""
         rows = self._with_hash(bad).withColumn("_quarantined_at", F.current_timestamp())
-        (self.lake.delta(self.quarantine).alias("t").merge(rows.alias("s"), "t._row_hash = s._row_hash")
-         .whenNotMatchedInsertAll().execute())
-        return {r["rule"]: r["n"] for r in bad.select(F.explode("_failed_rules").alias("rule"))
-                .groupBy("rule").agg(F.count("*").alias("n")).collect()}
+        (
+            self.lake.delta(self.quarantine)
+            .alias("t")
+            .merge(rows.alias("s"), "t._row_hash = s._row_hash")
+            .whenNotMatchedInsertAll()
+            .execute()
+        )
+        return {
+            r["rule"]: r["n"]
+            for r in bad.select(F.explode("_failed_rules").alias("rule"))
+            .groupBy("rule")
+            .agg(F.count("*").alias("n"))
+            .collect()
+        }
 
     def hold(self, held: DataFrame) -> int:
         """Rows whose patient has not arrived yet wait in the held table; they are re-validated every run."""
         rows = self._with_hash(held).withColumn("_held_since", F.current_timestamp())
-        (self.lake.delta(self.held).alias("t").merge(rows.alias("s"), "t._row_hash = s._row_hash")
-         .whenNotMatchedInsertAll().execute())
+        (
+            self.lake.delta(self.held)
+            .alias("t")
+            .merge(rows.alias("s"), "t._row_hash = s._row_hash")
+            .whenNotMatchedInsertAll()
+            .execute()
+        )
         return int(_last_merge_metrics(self.lake.delta(self.held)).get("numSourceRows", 0))
 
     def release_held(self) -> None:
@@ -266,19 +335,31 @@ class SilverBatch:
         if held.isEmpty():
             held.unpersist()
             return
-        known = (self.lake.read(self.ctx.settings.table_name("silver", "patients")).select("patient_id").distinct()
-                 .withColumn("_known", F.lit(True)))
+        known = (
+            self.lake.read(self.ctx.settings.table_name("silver", "patients"))
+            .select("patient_id")
+            .distinct()
+            .withColumn("_known", F.lit(True))
+        )
         grace = float(self.ctx.settings.quality.get("orphan_grace_hours", 24))
-        checked = (held.join(known, "patient_id", "left")
-                   .withColumn("_expired", F.col("_known").isNull()
-                               & (F.col("_held_since") < F.current_timestamp() - F.expr(f"INTERVAL {int(grace * 3600)} SECONDS")))
-                   .persist())
+        checked = (
+            held.join(known, "patient_id", "left")
+            .withColumn(
+                "_expired",
+                F.col("_known").isNull()
+                & (F.col("_held_since") < F.current_timestamp() - F.expr(f"INTERVAL {int(grace * 3600)} SECONDS")),
+            )
+            .persist()
+        )
         ready = checked.filter(F.col("_known").isNotNull()).withColumn("_failed_rules", F.array().cast("array<string>"))
         expired = checked.filter("_expired")
         n_ready, n_expired = ready.count(), expired.count()
         if n_ready:
-            _, written = self.upsert(ready.withColumn("_run_id", F.lit(self.ctx.run_id))
-                                     .withColumn("_confidence", confidence(self.ctx.settings.quality, self.entity)))
+            _, written = self.upsert(
+                ready.withColumn("_run_id", F.lit(self.ctx.run_id)).withColumn(
+                    "_confidence", confidence(self.ctx.settings.quality, self.entity)
+                )
+            )
             self.stats["inserted"] += written.get("numTargetRowsInserted", 0)
             self.stats["updated"] += written.get("numTargetRowsUpdated", 0)
         if n_expired:
@@ -289,8 +370,9 @@ class SilverBatch:
         self.stats["released"] += n_ready
         self.stats["expired_to_quarantine"] += n_expired
         if n_expired:
-            self.stats["quarantined_by_rule"]["patient_exists"] = \
+            self.stats["quarantined_by_rule"]["patient_exists"] = (
                 self.stats["quarantined_by_rule"].get("patient_exists", 0) + n_expired
+            )
         checked.unpersist()
         held.unpersist()
 
@@ -305,18 +387,31 @@ def _last_merge_metrics(table) -> dict:
 def ensure_tables(ctx: JobContext, entity: str, sample: DataFrame) -> None:
     """Create the silver, quarantine and held tables from the schema standardization produces."""
     lake = ctx.lakehouse
-    std = standardize(entity, sample, "x", ctx.settings.quality).withColumn("_run_id", F.lit("x")) \
+    std = (
+        standardize(entity, sample, "x", ctx.settings.quality)
+        .withColumn("_run_id", F.lit("x"))
         .withColumn("_processed_at", F.current_timestamp())
-    silver_schema = std.withColumn("_confidence", F.lit(1.0)).select(
-        *SILVER_COLUMNS[entity], *LINEAGE, *EXTRA, "_processed_at").schema
+    )
+    silver_schema = (
+        std.withColumn("_confidence", F.lit(1.0))
+        .select(*SILVER_COLUMNS[entity], *LINEAGE, *EXTRA, "_processed_at")
+        .schema
+    )
     lake.ensure(ctx.settings.table_name("silver", entity), silver_schema, "silver")
-    q = std.withColumn("_failed_rules", F.array().cast("array<string>")) \
-        .select(*Q_COLUMNS[entity], F.lit("h").alias("_row_hash"))
-    lake.ensure(ctx.settings.table_name("quarantine", entity),
-                q.withColumn("_quarantined_at", F.current_timestamp()).schema, "quarantine")
+    q = std.withColumn("_failed_rules", F.array().cast("array<string>")).select(
+        *Q_COLUMNS[entity], F.lit("h").alias("_row_hash")
+    )
+    lake.ensure(
+        ctx.settings.table_name("quarantine", entity),
+        q.withColumn("_quarantined_at", F.current_timestamp()).schema,
+        "quarantine",
+    )
     if entity != "patients":
-        lake.ensure(ctx.settings.table_name("held", entity),
-                    q.withColumn("_held_since", F.current_timestamp()).schema, "quarantine")
+        lake.ensure(
+            ctx.settings.table_name("held", entity),
+            q.withColumn("_held_since", F.current_timestamp()).schema,
+            "quarantine",
+        )
 
 
 def score(valid: int, quarantined: int) -> float | None:
@@ -326,10 +421,20 @@ def score(valid: int, quarantined: int) -> float | None:
 def process(ctx: JobContext, entity: str) -> dict:
     lake = ctx.lakehouse
     bronze = ctx.settings.table_name("bronze", entity)
-    stats = {"rows_in": 0, "exact_duplicates": 0, "superseded_in_batch": 0, "rescued_resolved": 0, "valid": 0,
-             "quarantined": 0,
-             "held": 0, "released": 0, "expired_to_quarantine": 0, "inserted": 0, "updated": 0,
-             "quarantined_by_rule": {}}
+    stats = {
+        "rows_in": 0,
+        "exact_duplicates": 0,
+        "superseded_in_batch": 0,
+        "rescued_resolved": 0,
+        "valid": 0,
+        "quarantined": 0,
+        "held": 0,
+        "released": 0,
+        "expired_to_quarantine": 0,
+        "inserted": 0,
+        "updated": 0,
+        "quarantined_by_rule": {},
+    }
     if not lake.exists(bronze):
         stats["note"] = f"{bronze} does not exist yet"
         return stats
@@ -337,13 +442,18 @@ def process(ctx: JobContext, entity: str) -> dict:
     batch = SilverBatch(ctx, entity, stats)
     if entity != "patients":
         batch.release_held()  # patients that arrived since the last run (patients are processed first)
-    query = (lake.read_stream(bronze).writeStream.foreachBatch(batch)
-             .option("checkpointLocation", lake.checkpoint(f"silver_{entity}"))
-             .trigger(availableNow=True).start())
+    query = (
+        lake.read_stream(bronze)
+        .writeStream.foreachBatch(batch)
+        .option("checkpointLocation", lake.checkpoint(f"silver_{entity}"))
+        .trigger(availableNow=True)
+        .start()
+    )
     query.awaitTermination()
     # rows released from held count as valid, expired ones as quarantined (they were neither when they arrived)
-    stats["quality_score"] = score(stats["valid"] + stats["released"],
-                                   stats["quarantined"] + stats["expired_to_quarantine"])
+    stats["quality_score"] = score(
+        stats["valid"] + stats["released"], stats["quarantined"] + stats["expired_to_quarantine"]
+    )
     stats["table"] = lake.display_name(ctx.settings.table_name("silver", entity))
     return stats
 
@@ -353,9 +463,21 @@ def record_run(ctx: JobContext, results: dict) -> str:
     runs = OpsTable.open(ctx.lakehouse, ctx.settings.raw["tables"]["ops"]["silver_runs"], ops.SILVER_RUNS)
     now = datetime.now(timezone.utc)
     target = float(ctx.settings.quality["target_score"])
-    runs.upsert([(ctx.run_id, entity, now, *[int(st.get(k, 0)) for k in ops.SILVER_RUN_COUNTS],
-                  {k: int(v) for k, v in st.get("quarantined_by_rule", {}).items()}, st.get("quality_score"), target)
-                 for entity, st in results.items()], keys=["run_id", "entity"])
+    runs.upsert(
+        [
+            (
+                ctx.run_id,
+                entity,
+                now,
+                *[int(st.get(k, 0)) for k in ops.SILVER_RUN_COUNTS],
+                {k: int(v) for k, v in st.get("quarantined_by_rule", {}).items()},
+                st.get("quality_score"),
+                target,
+            )
+            for entity, st in results.items()
+        ],
+        keys=["run_id", "entity"],
+    )
     return ctx.lakehouse.display_name(runs.name)
 
 
@@ -366,10 +488,13 @@ def run(ctx: JobContext) -> dict:
     valid = sum(r["valid"] + r["released"] for r in results.values())
     bad = sum(r["quarantined"] + r["expired_to_quarantine"] for r in results.values())
     runs_table = record_run(ctx, results)
-    summary = {"entities": results, "quality_score": score(valid, bad), "runs_table": runs_table,
-               "held_rows": {e: ctx.lakehouse.count(ctx.settings.table_name("held", e)) for e in results
-                             if e != "patients"},
-               "target_score": ctx.settings.quality["target_score"]}
+    summary = {
+        "entities": results,
+        "quality_score": score(valid, bad),
+        "runs_table": runs_table,
+        "held_rows": {e: ctx.lakehouse.count(ctx.settings.table_name("held", e)) for e in results if e != "patients"},
+        "target_score": ctx.settings.quality["target_score"],
+    }
     # Soda checks on what this run wrote: every result goes to ops_soda_checks; a failed fail-level check fails
     # the job (and so the Airflow task) with a one-line reason, a warn-level one only reports
     summary["soda"] = run_scans(ctx.spark, ctx.lakehouse, ctx.settings, ctx.run_id, list(results))

@@ -17,17 +17,19 @@ while it runs; its warnings and errors are forwarded as one line each with quote
 Soda Core's usage telemetry is switched off before Soda is first imported. Check outcomes carry counts, column names
 and `_processed_at` times only.
 """
+
 from __future__ import annotations
 
 import json
 import logging
 import math
 import re
+from collections.abc import Iterable
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 
@@ -51,6 +53,7 @@ _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
 
 
 # ---- configuration and check files -------------------------------------------------------------------------------
+
 
 def soda_settings(settings: Settings) -> dict[str, Any]:
     """The `soda:` section of pipeline.yaml over the defaults."""
@@ -109,13 +112,14 @@ def render_checks_yaml(settings: Settings, entity: str) -> str:
 
 # ---- results ------------------------------------------------------------------------------------------------------
 
+
 @dataclass
 class CheckResult:
     table_name: str
     check_name: str
     column_name: str | None
-    outcome: str              # pass | warn | fail | error
-    level: str                # fail: the check can fail the task; warn: it only reports
+    outcome: str  # pass | warn | fail | error
+    level: str  # fail: the check can fail the task; warn: it only reports
     measured_value: float | None
     measured_text: str | None
     definition: str
@@ -140,6 +144,7 @@ class SodaCheckFailed(JobError):
 
 # ---- Soda plumbing ------------------------------------------------------------------------------------------------
 
+
 def _soda_without_telemetry():
     """Import Soda's Scan with usage telemetry off and without writing ~/.soda/config.yml.
 
@@ -148,18 +153,24 @@ def _soda_without_telemetry():
     before, the already created telemetry object is switched off instead.
     """
     import sys
+
     if "soda.telemetry.soda_telemetry" not in sys.modules:
         from soda.common.config_helper import ConfigHelper
+
         if getattr(ConfigHelper, "_ConfigHelper__instance", None) is None:
             helper = object.__new__(ConfigHelper)
-            helper._ConfigHelper__config = {"send_anonymous_usage_stats": False,
-                                            "user_cookie_id": "medallion-telemetry-off"}
+            helper._ConfigHelper__config = {
+                "send_anonymous_usage_stats": False,
+                "user_cookie_id": "medallion-telemetry-off",
+            }
             helper._config_path = None
             ConfigHelper._ConfigHelper__instance = helper
     from .soda_spark_df import register
+
     register()  # Soda's spark_df data source: soda-core-spark-df where installed (local), ours on Databricks
     from soda.scan import Scan
     from soda.telemetry.soda_telemetry import SodaTelemetry
+
     SodaTelemetry.get_instance()._SodaTelemetry__send = False
     return Scan
 
@@ -172,9 +183,14 @@ def _no_rows_sampler():
         """Keeps no failed rows: never asks the sample for its rows or their count (nothing is collected)."""
 
         def store_sample(self, sample_context) -> SampleRef:
-            return SampleRef(name=sample_context.sample_name, schema=None, total_row_count=0, stored_row_count=0,
-                             type=SampleRef.TYPE_NOT_PERSISTED,
-                             message="failed-row samples are disabled (rows may hold PHI)")
+            return SampleRef(
+                name=sample_context.sample_name,
+                schema=None,
+                total_row_count=0,
+                stored_row_count=0,
+                type=SampleRef.TYPE_NOT_PERSISTED,
+                message="failed-row samples are disabled (rows may hold PHI)",
+            )
 
     return NoRowsSampler()
 
@@ -211,17 +227,27 @@ def _measured(check_dict: dict) -> tuple[float | None, str | None]:
     if "freshness" in diagnostics:  # Soda's value is the age in milliseconds
         millis = diagnostics.get("value")
         hours = round(millis / 3_600_000, 4) if isinstance(millis, (int, float)) else None
-        return hours, f"freshness {diagnostics['freshness']} (newest _processed_at {diagnostics.get('maxColumnTimestampUtc')})"
+        return (
+            hours,
+            f"freshness {diagnostics['freshness']} (newest _processed_at {diagnostics.get('maxColumnTimestampUtc')})",
+        )
     if "valueSeries" in diagnostics or "column_type_mismatches" in diagnostics:  # schema check: column names only
-        events = {k: diagnostics.get(k) for k in ("missing_column_names", "column_type_mismatches", "column_additions",
-                                                  "column_deletions") if diagnostics.get(k)}
+        events = {
+            k: diagnostics.get(k)
+            for k in ("missing_column_names", "column_type_mismatches", "column_additions", "column_deletions")
+            if diagnostics.get(k)
+        }
         present = [c for c in diagnostics.get("present_column_names") or []]
         if present:
             events["forbidden_columns_present"] = present
         count = sum(len(v) for v in events.values())
         return float(count), (json.dumps(events, sort_keys=True, default=str) if events else "schema as expected")
     value = diagnostics.get("value")
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float) and math.isnan(value)):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or (isinstance(value, float) and math.isnan(value))
+    ):
         return None, None if value is None else scrub(str(value), 100)
     return float(value), None
 
@@ -235,20 +261,40 @@ def _results(scan, tables: list[str]) -> list[CheckResult]:
         level = _level(check.check_cfg.source_configurations)
         if level == "warn" and outcome == "fail":  # e.g. the freshness of an empty table: a warn check only warns
             outcome = "warn"
-        results.append(CheckResult(
-            table_name=d.get("table") or "-", check_name=str(d.get("name")), column_name=d.get("column"),
-            outcome=outcome if outcome in ("pass", "warn", "fail") else "error",
-            level=level, measured_value=value, measured_text=text,
-            definition=d.get("definition"), check_identity=d.get("identity")))
+        results.append(
+            CheckResult(
+                table_name=d.get("table") or "-",
+                check_name=str(d.get("name")),
+                column_name=d.get("column"),
+                outcome=outcome if outcome in ("pass", "warn", "fail") else "error",
+                level=level,
+                measured_value=value,
+                measured_text=text,
+                definition=d.get("definition"),
+                check_identity=d.get("identity"),
+            )
+        )
     found = {r.table_name for r in results}
     for table in tables:  # a file whose checks Soda could not parse must not pass silently
         if table not in found:
-            results.append(CheckResult(table, "checks parsed", None, "error", "fail", None,
-                                       "no check of this table was evaluated (see the Soda errors above)", "", None))
+            results.append(
+                CheckResult(
+                    table,
+                    "checks parsed",
+                    None,
+                    "error",
+                    "fail",
+                    None,
+                    "no check of this table was evaluated (see the Soda errors above)",
+                    "",
+                    None,
+                )
+            )
     return results
 
 
 # ---- the entry points ---------------------------------------------------------------------------------------------
+
 
 def run_scans(spark, lake, settings: Settings, run_id: str, entities: Iterable[str] = ENTITIES) -> dict:
     """Scan the silver tables of `entities` that exist, record one row per check, log one line per check.
@@ -262,9 +308,20 @@ def run_scans(spark, lake, settings: Settings, run_id: str, entities: Iterable[s
     entities = [e for e in ENTITIES if e in wanted]
     if not cfg["enabled"]:
         log.info("soda: checks disabled (soda.enabled: false)")
-        return {"enabled": False, "checks": 0, "passed": 0, "warned": 0, "failed": 0, "errors": 0,
-                "failed_checks": [], "warned_checks": [], "error_checks": [], "tables": [], "skipped_tables": [],
-                "soda_errors": []}
+        return {
+            "enabled": False,
+            "checks": 0,
+            "passed": 0,
+            "warned": 0,
+            "failed": 0,
+            "errors": 0,
+            "failed_checks": [],
+            "warned_checks": [],
+            "error_checks": [],
+            "tables": [],
+            "skipped_tables": [],
+            "soda_errors": [],
+        }
     silver = {e: settings.table_name("silver", e) for e in ENTITIES}
     present = {e: lake.exists(t) for e, t in silver.items()}
     scanned = [e for e in entities if present[e]]
@@ -308,12 +365,16 @@ def run_scans(spark, lake, settings: Settings, run_id: str, entities: Iterable[s
     return summary
 
 
-def _summarize(results: list[CheckResult], soda_errors: list[str], cfg: dict, tables: list[str],
-               skipped: list[str]) -> dict:
+def _summarize(
+    results: list[CheckResult], soda_errors: list[str], cfg: dict, tables: list[str], skipped: list[str]
+) -> dict:
     count = {o: sum(r.outcome == o for r in results) for o in OUTCOMES}
     return {
         "enabled": True,
-        "checks": len(results), "passed": count["pass"], "warned": count["warn"], "failed": count["fail"],
+        "checks": len(results),
+        "passed": count["pass"],
+        "warned": count["warn"],
+        "failed": count["fail"],
         "errors": count["error"],
         "failed_checks": [r.describe() for r in results if r.outcome == "fail"],
         "warned_checks": [r.describe() for r in results if r.outcome == "warn"],
@@ -325,14 +386,16 @@ def _summarize(results: list[CheckResult], soda_errors: list[str], cfg: dict, ta
     }
 
 
-def _record(lake, settings: Settings, run_id: str, checked_at: datetime, results: list[CheckResult],
-           tables: list[str]) -> None:
+def _record(
+    lake, settings: Settings, run_id: str, checked_at: datetime, results: list[CheckResult], tables: list[str]
+) -> None:
     """Replace this run's rows of the scanned tables in the ops table (one MERGE: a retried run leaves one set)."""
     if not tables:
         return
     from pyspark.sql import functions as F
 
     from .ops import SODA_CHECKS, OpsTable
+
     checks = OpsTable.open(lake, settings.raw["tables"]["ops"]["soda_checks"], SODA_CHECKS)
     rows = [{"run_id": run_id, "checked_at": checked_at, **asdict(r)} for r in results]
     seen: set[tuple[str, str]] = set()
@@ -349,12 +412,24 @@ def _record(lake, settings: Settings, run_id: str, checked_at: datetime, results
 def _log_summary(results: list[CheckResult], summary: dict) -> None:
     for r in results:
         measured = r.measured_text or (_fmt(r.measured_value) if r.measured_value is not None else "-")
-        log.info("soda %-4s %s | %s | level=%s | measured=%s", r.outcome.upper(), r.table_name, r.check_name,
-                 r.level, measured)
-    log.info("soda: %d checks on %s: %d passed, %d warned, %d failed, %d errors%s", summary["checks"],
-             ", ".join(summary["tables"]) or "no table", summary["passed"], summary["warned"], summary["failed"],
-             summary["errors"],
-             f"; not scanned (no table yet): {', '.join(summary['skipped_tables'])}" if summary["skipped_tables"] else "")
+        log.info(
+            "soda %-4s %s | %s | level=%s | measured=%s",
+            r.outcome.upper(),
+            r.table_name,
+            r.check_name,
+            r.level,
+            measured,
+        )
+    log.info(
+        "soda: %d checks on %s: %d passed, %d warned, %d failed, %d errors%s",
+        summary["checks"],
+        ", ".join(summary["tables"]) or "no table",
+        summary["passed"],
+        summary["warned"],
+        summary["failed"],
+        summary["errors"],
+        f"; not scanned (no table yet): {', '.join(summary['skipped_tables'])}" if summary["skipped_tables"] else "",
+    )
 
 
 def failure_reason(summary: dict) -> str | None:
@@ -363,8 +438,10 @@ def failure_reason(summary: dict) -> str | None:
         return None
     parts = []
     if summary["failed"]:
-        parts.append(f"{summary['failed']} fail check{'s' if summary['failed'] != 1 else ''}: "
-                     + "; ".join(summary["failed_checks"]))
+        parts.append(
+            f"{summary['failed']} fail check{'s' if summary['failed'] != 1 else ''}: "
+            + "; ".join(summary["failed_checks"])
+        )
     if summary.get("fail_on_error", True) and (summary["errors"] or summary.get("soda_errors")):
         what = summary["error_checks"] or summary["soda_errors"]
         parts.append(f"{summary['errors'] or len(summary['soda_errors'])} check error(s): " + "; ".join(what[:5]))
@@ -376,4 +453,3 @@ def raise_for_failures(summary: dict) -> None:
     reason = failure_reason(summary)
     if reason:
         raise SodaCheckFailed(reason, summary)
-

@@ -10,6 +10,7 @@ share (no RDD, no JVM access), so it runs on serverless, on a cluster and locall
 
 Where soda-core-spark-df is installed (local runs, tests) its own modules are used and nothing here is loaded.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -91,8 +92,13 @@ def _data_source_class():
             "timestamp": ["timestamptz"],
         }
         SQL_TYPE_FOR_SCHEMA_CHECK_MAP = {
-            DataType.TEXT: "string", DataType.INTEGER: "int", DataType.DECIMAL: "double", DataType.DATE: "date",
-            DataType.TIME: "timestamp", DataType.TIMESTAMP: "timestamp", DataType.TIMESTAMP_TZ: "timestamp",
+            DataType.TEXT: "string",
+            DataType.INTEGER: "int",
+            DataType.DECIMAL: "double",
+            DataType.DATE: "date",
+            DataType.TIME: "timestamp",
+            DataType.TIMESTAMP: "timestamp",
+            DataType.TIMESTAMP_TZ: "timestamp",
             DataType.BOOLEAN: "boolean",
         }
 

@@ -10,6 +10,7 @@ re-generated at will — which is how later batches find earlier patients and cl
 - `defect_block`: defective rows *added* to the clean output (never a modified clean row), each listed in the
   ground-truth manifest with the rule expected to catch it, so detection precision and recall are measurable.
 """
+
 from __future__ import annotations
 
 import csv
@@ -64,8 +65,12 @@ def smoker_probability(age: np.ndarray) -> np.ndarray:
 
 def premium(age, bmi, children, smoker, region) -> np.ndarray:
     """Annual premium: 1800 + 240·age + 320·max(bmi−25, 0) + 480·children, × region factor, × 3.3 for smokers."""
-    base = 1800.0 + 240.0 * np.asarray(age) + 320.0 * np.maximum(np.asarray(bmi) - 25.0, 0.0) \
+    base = (
+        1800.0
+        + 240.0 * np.asarray(age)
+        + 320.0 * np.maximum(np.asarray(bmi) - 25.0, 0.0)
         + 480.0 * np.asarray(children)
+    )
     factor = np.array([REGION_FACTOR[r] for r in region]) * np.where(smoker, SMOKER_FACTOR, 1.0)
     return np.round(base * factor, 2)
 
@@ -76,10 +81,13 @@ _POOLS: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 def name_pools(seed: int) -> tuple[np.ndarray, np.ndarray]:
     if seed not in _POOLS:
         from faker import Faker
+
         fake = Faker("en_US")
         fake.seed_instance(seed)
-        _POOLS[seed] = (np.array([fake.first_name() for _ in range(NAME_POOL)]),
-                        np.array([fake.last_name() for _ in range(NAME_POOL)]))
+        _POOLS[seed] = (
+            np.array([fake.first_name() for _ in range(NAME_POOL)]),
+            np.array([fake.last_name() for _ in range(NAME_POOL)]),
+        )
     return _POOLS[seed]
 
 
@@ -97,8 +105,9 @@ def _fmt_ts(ts) -> list[str]:
     return [t.strftime(TS_FORMAT) for t in ts]
 
 
-def _children(rng, spec, patients: pd.DataFrame, mean_claims: float, mean_events: float, now: datetime,
-              id_prefix: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _children(
+    rng, spec, patients: pd.DataFrame, mean_claims: float, mean_events: float, now: datetime, id_prefix: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Claims and events for `patients`, dated between coverage start and `now` (never in the future)."""
     n = len(patients)
     cov = pd.to_datetime(patients["coverage_start_date"]).dt.date.to_numpy()
@@ -116,24 +125,28 @@ def _children(rng, spec, patients: pd.DataFrame, mean_claims: float, mean_events
     m = c_owner.size
     status_names = list(spec["status_mix"])
     status_p = np.array([spec["status_mix"][s] for s in status_names], dtype=float)
-    claims = pd.DataFrame({
-        "claim_id": [f"C{id_prefix}-{j:06d}" for j in range(m)],
-        "patient_id": pids[c_owner],
-        "claim_amount": np.round(rng.lognormal(np.log(650.0), 1.0, m) + 5.0, 2),
-        "claim_date": c_dates,
-        "diagnosis_code": _skewed(rng, spec["diagnosis_codes"], m),
-        "procedure_code": _skewed(rng, spec["procedure_codes"], m),
-        "claim_status": rng.choice(status_names, size=m, p=status_p / status_p.sum()),
-    })
+    claims = pd.DataFrame(
+        {
+            "claim_id": [f"C{id_prefix}-{j:06d}" for j in range(m)],
+            "patient_id": pids[c_owner],
+            "claim_amount": np.round(rng.lognormal(np.log(650.0), 1.0, m) + 5.0, 2),
+            "claim_date": c_dates,
+            "diagnosis_code": _skewed(rng, spec["diagnosis_codes"], m),
+            "procedure_code": _skewed(rng, spec["procedure_codes"], m),
+            "claim_status": rng.choice(status_names, size=m, p=status_p / status_p.sum()),
+        }
+    )
     e_owner, e_dates = dated(mean_events)
     k = e_owner.size
-    events = pd.DataFrame({
-        "event_id": [f"E{id_prefix}-{j:06d}" for j in range(k)],
-        "patient_id": pids[e_owner],
-        "event_date": e_dates,
-        "event_type": _skewed(rng, spec["event_types"], k),
-        "medical_provider": rng.choice(spec["providers"], k),
-    })
+    events = pd.DataFrame(
+        {
+            "event_id": [f"E{id_prefix}-{j:06d}" for j in range(k)],
+            "patient_id": pids[e_owner],
+            "event_date": e_dates,
+            "event_type": _skewed(rng, spec["event_types"], k),
+            "medical_provider": rng.choice(spec["providers"], k),
+        }
+    )
     return claims, events
 
 
@@ -151,35 +164,54 @@ def new_block(lo: int, hi: int, spec: dict) -> dict[str, pd.DataFrame]:
     children = rng.poisson(1.2, n)
     first_pool, last_pool = name_pools(spec["seed"])
     coverage_days = rng.integers(0, 5 * 365, size=n)
-    patients = pd.DataFrame({
-        "patient_id": [f"P{spec['hour']}-{i:07d}" for i in range(lo, hi)],
-        "first_name": rng.choice(first_pool, n),
-        "last_name": rng.choice(last_pool, n),
-        "age": age, "sex": sex, "region": region, "bmi": bmi,
-        "smoker": smoker, "children": children,
-        "charges": premium(age, bmi, children, smoker, region),
-        "insurance_plan": rng.choice(spec["plans"], n),
-        "coverage_start_date": [(t - timedelta(days=int(d))).date().isoformat() for t, d in zip(ts, coverage_days)],
-        "timestamp": _fmt_ts(ts),
-    })
-    claims, events = _children(rng, spec, patients, spec["claims_mean"], spec["events_mean"], max(ts, default=start),
-                               f"{spec['hour']}-{lo:07d}")
+    patients = pd.DataFrame(
+        {
+            "patient_id": [f"P{spec['hour']}-{i:07d}" for i in range(lo, hi)],
+            "first_name": rng.choice(first_pool, n),
+            "last_name": rng.choice(last_pool, n),
+            "age": age,
+            "sex": sex,
+            "region": region,
+            "bmi": bmi,
+            "smoker": smoker,
+            "children": children,
+            "charges": premium(age, bmi, children, smoker, region),
+            "insurance_plan": rng.choice(spec["plans"], n),
+            "coverage_start_date": [(t - timedelta(days=int(d))).date().isoformat() for t, d in zip(ts, coverage_days)],
+            "timestamp": _fmt_ts(ts),
+        }
+    )
+    claims, events = _children(
+        rng,
+        spec,
+        patients,
+        spec["claims_mean"],
+        spec["events_mean"],
+        max(ts, default=start),
+        f"{spec['hour']}-{lo:07d}",
+    )
     # claims and events are dated up to their patient's own record time
     return {"patients": patients, "claims": claims, "medical_events": events}
 
 
 def _prior_spec(spec: dict, prior: dict) -> dict:
     out = dict(spec)
-    out.update({k: prior[k] for k in ("hour", "seed", "interval_start", "interval_seconds", "claims_mean",
-                                      "events_mean", "block_size")})
+    out.update(
+        {
+            k: prior[k]
+            for k in ("hour", "seed", "interval_start", "interval_seconds", "claims_mean", "events_mean", "block_size")
+        }
+    )
     return out
 
 
 def change_block(b: int, lo: int, hi: int, spec: dict) -> dict[str, pd.DataFrame]:
     """Changes to patients of an earlier batch (picked deterministically from the batch history)."""
-    empty = {"patients": pd.DataFrame(columns=spec["columns"]["patients"]),
-             "claims": pd.DataFrame(columns=spec["columns"]["claims"]),
-             "medical_events": pd.DataFrame(columns=spec["columns"]["medical_events"])}
+    empty = {
+        "patients": pd.DataFrame(columns=spec["columns"]["patients"]),
+        "claims": pd.DataFrame(columns=spec["columns"]["claims"]),
+        "medical_events": pd.DataFrame(columns=spec["columns"]["medical_events"]),
+    }
     history = [h for h in spec.get("history", []) if h["patients"] > 0]
     if not history:
         return empty
@@ -201,7 +233,7 @@ def change_block(b: int, lo: int, hi: int, spec: dict) -> dict[str, pd.DataFrame
 
     # new versions, stamped inside this interval: bmi drifts, some quit or start smoking, move, change plan
     upd = pat.iloc[order[:n_upd]].copy()
-    late = pat.iloc[order[n_upd:n_upd + n_late]].copy()
+    late = pat.iloc[order[n_upd : n_upd + n_late]].copy()
     for frame in (upd, late):
         k = len(frame)
         frame["bmi"] = np.round(np.clip(frame["bmi"].to_numpy() + rng.normal(0, 1.5, k), 16, 50), 1)
@@ -214,30 +246,42 @@ def change_block(b: int, lo: int, hi: int, spec: dict) -> dict[str, pd.DataFrame
         more = rng.random(k) < 0.1
         frame["children"] = frame["children"].to_numpy() + more.astype(int)
         frame["charges"] = premium(frame["age"], frame["bmi"], frame["children"], frame["smoker"], frame["region"])
-    upd["timestamp"] = _fmt_ts(start + timedelta(seconds=int(s))
-                               for s in rng.integers(0, spec["interval_seconds"], size=len(upd)))
+    upd["timestamp"] = _fmt_ts(
+        start + timedelta(seconds=int(s)) for s in rng.integers(0, spec["interval_seconds"], size=len(upd))
+    )
     # late versions: older than the version already sent (1-48 h before it), never before coverage start
     base_ts = pd.to_datetime(late["timestamp"]).dt.to_pydatetime()
     cover = pd.to_datetime(late["coverage_start_date"]).dt.to_pydatetime()
-    late_ts = [max(t - timedelta(seconds=int(s)), c) for t, s, c in
-               zip(base_ts, rng.integers(3600, 48 * 3600, size=len(late)), cover)]
+    late_ts = [
+        max(t - timedelta(seconds=int(s)), c)
+        for t, s, c in zip(base_ts, rng.integers(3600, 48 * 3600, size=len(late)), cover)
+    ]
     late["timestamp"] = _fmt_ts(late_ts)
     late = late[late["timestamp"] < pd.Series(_fmt_ts(base_ts), index=late.index)]
 
     # returning patients: new claims and events dated up to now
     ret = pat.iloc[rng.permutation(len(pat))[:n_ret]]
-    r_claims, r_events = _children(rng, spec, ret, spec["claims_mean"], spec["events_mean"],
-                                   start + timedelta(seconds=spec["interval_seconds"] - 1),
-                                   f"{spec['hour']}-{lo:07d}-R")
+    r_claims, r_events = _children(
+        rng,
+        spec,
+        ret,
+        spec["claims_mean"],
+        spec["events_mean"],
+        start + timedelta(seconds=spec["interval_seconds"] - 1),
+        f"{spec['hour']}-{lo:07d}-R",
+    )
     # status updates: earlier claims re-sent with their next status
     open_claims = claims[claims["claim_status"].isin(list(NEXT_STATUS))]
     n_status = min(int(rng.binomial(n, ch["claim_status_update_share"])), len(open_claims))
     upd_claims = open_claims.iloc[rng.permutation(len(open_claims))[:n_status]].copy()
-    upd_claims["claim_status"] = [rng.choice(NEXT_STATUS[s][0], p=NEXT_STATUS[s][1])
-                                  for s in upd_claims["claim_status"]]
-    return {"patients": pd.concat([upd, late], ignore_index=True),
-            "claims": pd.concat([r_claims, upd_claims], ignore_index=True),
-            "medical_events": r_events}
+    upd_claims["claim_status"] = [
+        rng.choice(NEXT_STATUS[s][0], p=NEXT_STATUS[s][1]) for s in upd_claims["claim_status"]
+    ]
+    return {
+        "patients": pd.concat([upd, late], ignore_index=True),
+        "claims": pd.concat([r_claims, upd_claims], ignore_index=True),
+        "medical_events": r_events,
+    }
 
 
 def defect_block(b: int, lo: int, clean: dict[str, pd.DataFrame], spec: dict) -> tuple[dict, list[dict]]:
@@ -281,8 +325,11 @@ def defect_block(b: int, lo: int, clean: dict[str, pd.DataFrame], spec: dict) ->
         elif kind == "unparseable_timestamp":
             row["timestamp"] = str(rng.choice(["not-a-time", "2026-13-45 99:00:00", "yesterday"]))
         elif kind == "coverage_after_timestamp":
-            row["coverage_start_date"] = (datetime.strptime(row["timestamp"], TS_FORMAT)
-                                          + timedelta(days=int(rng.integers(2, 400)))).date().isoformat()
+            row["coverage_start_date"] = (
+                (datetime.strptime(row["timestamp"], TS_FORMAT) + timedelta(days=int(rng.integers(2, 400))))
+                .date()
+                .isoformat()
+            )
         elif kind == "patient_extra_column":
             extra = "EXTRA"
         elif kind == "non_positive_claim_amount":
@@ -309,8 +356,17 @@ def defect_block(b: int, lo: int, clean: dict[str, pd.DataFrame], spec: dict) ->
         if extra is not None:
             values.append(extra)
         lines[entity].append(_csv_line(values))
-        manifest.append({"file": spec["files"][entity], "entity": entity, "key": row.get(key_col, ""),
-                         "kind": kind, "expected_rule": rule, "block": b, "block_line": len(lines[entity])})
+        manifest.append(
+            {
+                "file": spec["files"][entity],
+                "entity": entity,
+                "key": row.get(key_col, ""),
+                "kind": kind,
+                "expected_rule": rule,
+                "block": b,
+                "block_line": len(lines[entity]),
+            }
+        )
     return lines, manifest
 
 
@@ -344,8 +400,7 @@ def block_bodies(b: int, n_patients: int, spec: dict) -> tuple[dict[str, str], d
     lo, hi = b * size, min((b + 1) * size, n_patients)
     new = new_block(lo, hi, spec)
     changes = change_block(b, lo, hi, spec)
-    clean = {e: pd.concat([new[e], changes[e]], ignore_index=True) if not changes[e].empty else new[e]
-             for e in new}
+    clean = {e: pd.concat([new[e], changes[e]], ignore_index=True) if not changes[e].empty else new[e] for e in new}
     defect_lines, manifest = defect_block(b, lo, new, spec)
     bodies, counts = {}, {}
     for entity, df in clean.items():

@@ -9,6 +9,7 @@ submits exactly the wheel of that commit, and fails with "file not found" rather
 
 Standard library only: setup.py imports this file inside an isolated build environment.
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -6,6 +6,7 @@ is no metastore. `register(lake)` does the same for any local session (a noteboo
 
 Rates are shares of all claims in the group (a claim is *approved* when its latest status is APPROVED or PAID).
 """
+
 from __future__ import annotations
 
 from . import governance
@@ -68,9 +69,11 @@ VIEWS: dict[str, str] = {
 
 def _sources(lake: Lakehouse) -> dict[str, str]:
     s = lake.settings
-    return {"dim_patients": lake.ref(s.table_name("gold", "patients")),
-            "fact_claims": lake.ref(s.table_name("gold", "claims")),
-            "fact_medical_events": lake.ref(s.table_name("gold", "medical_events"))}
+    return {
+        "dim_patients": lake.ref(s.table_name("gold", "patients")),
+        "fact_claims": lake.ref(s.table_name("gold", "claims")),
+        "fact_medical_events": lake.ref(s.table_name("gold", "medical_events")),
+    }
 
 
 def statements(lake: Lakehouse) -> list[str]:

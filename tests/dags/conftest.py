@@ -1,4 +1,5 @@
 """A local SMTP server (aiosmtpd) for the e-mail tests, with the `smtp_default` connection pointed at it."""
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,16 @@ def inbox(monkeypatch):
     box, port = Inbox(), free_port()
     controller = Controller(box, hostname="127.0.0.1", port=port)
     controller.start()
-    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", json.dumps({
-        "conn_type": "smtp", "host": "127.0.0.1", "port": port,
-        "extra": {"disable_tls": True, "disable_ssl": True, "timeout": 10, "retry_limit": 1}}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SMTP_DEFAULT",
+        json.dumps(
+            {
+                "conn_type": "smtp",
+                "host": "127.0.0.1",
+                "port": port,
+                "extra": {"disable_tls": True, "disable_ssl": True, "timeout": 10, "retry_limit": 1},
+            }
+        ),
+    )
     yield box
     controller.stop()

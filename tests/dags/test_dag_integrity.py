@@ -1,15 +1,16 @@
 """DAG integrity: every DAG imports fast and cleanly, carries its metadata, and renders for both targets."""
+
 from __future__ import annotations
 
 import json
 import os
 import subprocess
 import sys
-import tomllib
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[2]
 DAG_IDS = {"medallion_generate", "medallion_bronze", "medallion_silver", "medallion_gold", "medallion_monitor"}
@@ -52,6 +53,7 @@ def test_dags_import_cleanly_fast_and_without_spark(target):
 @pytest.fixture(scope="module")
 def dagbag():
     from airflow.dag_processing.dagbag import DagBag
+
     return DagBag(dag_folder=str(ROOT / "dags"))
 
 
@@ -113,9 +115,14 @@ def test_generate_params_can_be_changed_at_trigger_time(dagbag):
 
 def _context(dag, task):
     start = datetime(2026, 11, 27, 5, tzinfo=timezone.utc)
-    return {"data_interval_start": start, "data_interval_end": start.replace(hour=6), "run_id": "scheduled__x",
-            "params": dag.params.resolve() if hasattr(dag.params, "resolve") else dict(dag.params), "dag": dag,
-            "task": task}
+    return {
+        "data_interval_start": start,
+        "data_interval_end": start.replace(hour=6),
+        "run_id": "scheduled__x",
+        "params": dag.params.resolve() if hasattr(dag.params, "resolve") else dict(dag.params),
+        "dag": dag,
+        "task": task,
+    }
 
 
 def test_local_target_renders_the_interval_and_run_id(dagbag):
@@ -136,6 +143,7 @@ def test_local_target_renders_the_interval_and_run_id(dagbag):
 def test_databricks_target_renders_python_wheel_tasks(monkeypatch):
     from airflow.dag_processing.dagbag import DagBag
     from airflow.providers.databricks.operators.databricks import DatabricksSubmitRunOperator
+
     monkeypatch.setenv("MEDALLION_TARGET", "databricks")
     bag = DagBag(dag_folder=str(ROOT / "dags"))
     assert bag.import_errors == {}

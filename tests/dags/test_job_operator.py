@@ -1,4 +1,5 @@
 """The local task: runs the entry point, streams its log, returns the run summary, fails with the job's reason."""
+
 from __future__ import annotations
 
 import sys
@@ -17,8 +18,9 @@ def test_named_parameters_become_the_flags_databricks_would_pass():
 
 
 def test_a_failing_job_fails_the_task_with_its_one_line_reason():
-    op = LocalSparkJobOperator(task_id="t", job="generate",
-                               named_parameters={"env": "local", "interval-start": "yesterday"})
+    op = LocalSparkJobOperator(
+        task_id="t", job="generate", named_parameters={"env": "local", "interval-start": "yesterday"}
+    )
     with pytest.raises(RuntimeError, match=r"medallion-generate failed \(exit 1\): not an ISO-8601 timestamp"):
         op.execute({})
 
@@ -32,7 +34,9 @@ def test_the_summary_line_is_returned(monkeypatch):
 
 def test_killing_the_task_stops_the_job_process(monkeypatch, tmp_path):
     marker = tmp_path / "still-running"
-    script = f"import time, pathlib\nprint('started', flush=True)\ntime.sleep(60)\npathlib.Path({str(marker)!r}).touch()"
+    script = (
+        f"import time, pathlib\nprint('started', flush=True)\ntime.sleep(60)\npathlib.Path({str(marker)!r}).touch()"
+    )
     op = LocalSparkJobOperator(task_id="t", job="silver", named_parameters={})
     monkeypatch.setattr(op, "command", lambda: [sys.executable, "-c", script])
     errors = []

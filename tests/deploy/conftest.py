@@ -1,5 +1,6 @@
 """Helpers of the deployment tests: the Jobs API data classes as the schema of a runs/submit payload, and DAGs
 loaded for the Databricks target with a given environment."""
+
 from __future__ import annotations
 
 import copy
@@ -26,7 +27,7 @@ def _unwrap_optional(tp):
 def _round_trip_value(tp, value, where: str):
     tp = _unwrap_optional(tp)
     origin = typing.get_origin(tp)
-    if origin in (list, typing.List):
+    if origin in (list, list):
         (item,) = typing.get_args(tp)
         assert isinstance(value, list), f"{where}: expected a list, got {type(value).__name__}"
         return [_round_trip_value(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
@@ -49,6 +50,7 @@ def submit_round_trip(payload: dict) -> dict:
     field and nothing of the wrong shape.
     """
     from databricks.sdk.service import jobs
+
     hints = typing.get_type_hints(jobs.JobsAPI.submit)
     params = set(inspect.signature(jobs.JobsAPI.submit).parameters) - {"self"}
     out = {}
@@ -64,6 +66,7 @@ SERVICE_PRINCIPAL = "00000000-0000-4000-8000-00000000abcd"
 
 def load_dags(monkeypatch, target: str = "databricks", env: str | None = None):
     from airflow.dag_processing.dagbag import DagBag
+
     monkeypatch.setenv("MEDALLION_TARGET", target)
     if env:
         monkeypatch.setenv("MEDALLION_ENV", env)
@@ -100,11 +103,21 @@ RUN_ID = "scheduled__2026-11-27T06:00:00+00:00"
 
 def task_context(dag, task, try_number: int = 1, store: TaskStateStore | None = None, **extra) -> dict:
     params = dag.params.resolve() if hasattr(dag.params, "resolve") else dict(dag.params)
-    ctx = {"data_interval_start": INTERVAL_START, "data_interval_end": INTERVAL_END, "run_id": RUN_ID,
-           "logical_date": INTERVAL_START, "ds": "2026-11-27", "params": params, "dag": dag, "task": task,
-           "ti": FakeTI(dag.dag_id, task.task_id, try_number),
-           "task_state_store": TaskStateStore() if store is None else store, "var": {}, "conn": None,
-           "macros": None}
+    ctx = {
+        "data_interval_start": INTERVAL_START,
+        "data_interval_end": INTERVAL_END,
+        "run_id": RUN_ID,
+        "logical_date": INTERVAL_START,
+        "ds": "2026-11-27",
+        "params": params,
+        "dag": dag,
+        "task": task,
+        "ti": FakeTI(dag.dag_id, task.task_id, try_number),
+        "task_state_store": TaskStateStore() if store is None else store,
+        "var": {},
+        "conn": None,
+        "macros": None,
+    }
     ctx.update(extra)
     return ctx
 
@@ -119,6 +132,7 @@ def rendered_payload(dag, task, context: dict | None = None) -> dict:
 @pytest.fixture
 def fresh_settings_cache():
     from medallion_airflow import settings
+
     settings._load.cache_clear()
     yield
     settings._load.cache_clear()

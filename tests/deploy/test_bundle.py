@@ -7,6 +7,7 @@ ported from its Go source (github.com/databricks/cli, bundle/config/mutator/reso
 apply_presets.go, libs/textutil/textutil.go): the development-mode presets (name prefix "[dev <short name>] ", the
 schema prefix "dev_<short name>_" unless experimental.skip_name_prefix_for_schema), then `${...}` references
 (var.*, bundle.*, workspace.*, and resources.* after the presets, as the CLI resolves them)."""
+
 from __future__ import annotations
 
 import copy
@@ -14,11 +15,11 @@ import fnmatch
 import re
 import subprocess
 import sys
-import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
+import tomllib
 import yaml
 from conftest import ROOT
 
@@ -28,7 +29,7 @@ TARGETS = ("dev", "staging", "prod")
 USER = {"short_name": "juan", "userName": "juan@example.com"}
 # the deploying identity of staging/prod: a service principal (stand-in application id, no real one)
 PRINCIPAL = {"short_name": "medallion-deployer", "userName": "00000000-0000-4000-8000-00000000abcd"}
-TEAM = "claims"   # --var user=<team> for staging/prod
+TEAM = "claims"  # --var user=<team> for staging/prod
 
 
 def deployer(target: str) -> dict:
@@ -43,18 +44,44 @@ def cli_vars(target: str) -> dict:
 def pipeline_for(target: str) -> dict:
     """include/pipeline.yaml as the Airflow side of that deployment loads it."""
     who = deployer(target)
-    return load_raw(env={"MEDALLION_USER": USER["short_name"] if target == "dev" else TEAM,
-                         "MEDALLION_DATABRICKS_USER": who["userName"]})
+    return load_raw(
+        env={
+            "MEDALLION_USER": USER["short_name"] if target == "dev" else TEAM,
+            "MEDALLION_DATABRICKS_USER": who["userName"],
+        }
+    )
 
 
 # --- ported from the Databricks CLI ---------------------------------------------------------------------------
 # Resource groups the CLI's terraform engine deploys (bundle/deploy/terraform/pkg.go GroupToTerraformName); any other
 # group is direct-engine only (bundle/config/mutator/validate_direct_only_resources.go), e.g. catalogs, instance_pools.
-TERRAFORM_GROUPS = {"jobs", "pipelines", "models", "experiments", "model_serving_endpoints", "registered_models",
-                    "quality_monitors", "schemas", "clusters", "dashboards", "volumes", "apps", "secret_scopes",
-                    "alerts", "sql_warehouses", "database_instances", "database_catalogs", "synced_database_tables",
-                    "postgres_projects", "postgres_branches", "postgres_databases", "postgres_endpoints",
-                    "postgres_catalogs", "postgres_roles", "postgres_synced_tables"}
+TERRAFORM_GROUPS = {
+    "jobs",
+    "pipelines",
+    "models",
+    "experiments",
+    "model_serving_endpoints",
+    "registered_models",
+    "quality_monitors",
+    "schemas",
+    "clusters",
+    "dashboards",
+    "volumes",
+    "apps",
+    "secret_scopes",
+    "alerts",
+    "sql_warehouses",
+    "database_instances",
+    "database_catalogs",
+    "synced_database_tables",
+    "postgres_projects",
+    "postgres_branches",
+    "postgres_databases",
+    "postgres_endpoints",
+    "postgres_catalogs",
+    "postgres_roles",
+    "postgres_synced_tables",
+}
 
 
 def normalize_string(name: str) -> str:
@@ -96,18 +123,49 @@ def apply_presets(cfg: dict) -> None:
     if not (cfg.get("experimental") or {}).get("skip_name_prefix_for_schema"):
         for schema in res.get("schemas", {}).values():
             schema["name"] = normalize_prefix(prefix) + schema["name"]
+
+
 REF = re.compile(r"\$\{([A-Za-z0-9_.\-]+)\}")
-TOP_LEVEL = {"bundle", "include", "variables", "artifacts", "sync", "targets", "resources", "workspace",
-             "permissions", "run_as", "presets", "experimental", "scripts"}
-TARGET_KEYS = {"default", "mode", "workspace", "variables", "resources", "artifacts", "sync", "permissions",
-               "run_as", "presets", "bundle", "git", "cluster_id"}
+TOP_LEVEL = {
+    "bundle",
+    "include",
+    "variables",
+    "artifacts",
+    "sync",
+    "targets",
+    "resources",
+    "workspace",
+    "permissions",
+    "run_as",
+    "presets",
+    "experimental",
+    "scripts",
+}
+TARGET_KEYS = {
+    "default",
+    "mode",
+    "workspace",
+    "variables",
+    "resources",
+    "artifacts",
+    "sync",
+    "permissions",
+    "run_as",
+    "presets",
+    "bundle",
+    "git",
+    "cluster_id",
+}
 
 
 def _merge(base: dict, over: dict) -> dict:
     out = copy.deepcopy(base)
     for key, value in over.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else \
-            copy.deepcopy(value)
+        out[key] = (
+            _merge(out[key], value)
+            if isinstance(value, dict) and isinstance(out.get(key), dict)
+            else copy.deepcopy(value)
+        )
     return out
 
 
@@ -149,8 +207,9 @@ def resolve_target(bundle: dict, target: str, user: dict | None = None, flags: d
         assert name in variables, f"target {target} sets undeclared variable {name}"
         variables[name] = value.get("default") if isinstance(value, dict) else value
     ws = cfg.setdefault("workspace", {})
-    ws.setdefault("root_path", "/Workspace/Users/${workspace.current_user.userName}/.bundle/${bundle.name}/"
-                               "${bundle.target}")
+    ws.setdefault(
+        "root_path", "/Workspace/Users/${workspace.current_user.userName}/.bundle/${bundle.name}/${bundle.target}"
+    )
     ws.setdefault("file_path", "${workspace.root_path}/files")
     ws.setdefault("artifact_path", "${workspace.root_path}/artifacts")
     ws["current_user"] = dict(user)
@@ -168,6 +227,7 @@ def resolve_target(bundle: dict, target: str, user: dict | None = None, flags: d
     def sub(value, resources: bool):
         def one(m):
             return m.group(0) if m.group(1).startswith("resources.") and not resources else str(lookup(m.group(1)))
+
         if isinstance(value, str):
             whole = REF.fullmatch(value)
             if whole and (resources or not whole.group(1).startswith("resources.")):
@@ -187,9 +247,9 @@ def resolve_target(bundle: dict, target: str, user: dict | None = None, flags: d
             if repr(cfg) == before:
                 break
 
-    settle(resources=False)      # variables, bundle.*, workspace.*
+    settle(resources=False)  # variables, bundle.*, workspace.*
     apply_target_mode(cfg, user)
-    apply_presets(cfg)           # the CLI prefixes names before ${resources.*} references are resolved
+    apply_presets(cfg)  # the CLI prefixes names before ${resources.*} references are resolved
     settle(resources=True)
     left = REF.findall(repr(cfg))
     assert not left, f"target {target}: unresolved references {sorted(set(left))}"
@@ -208,8 +268,12 @@ def built_wheel(tmp_path_factory) -> Path:
     recipe = re.search(r"^wheel:.*\n\t(.+)$", makefile, re.M).group(1)
     assert "uv build --wheel spark_jobs" in recipe, recipe
     out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "uv", "build", "-q", "--wheel", "spark_jobs", "--out-dir", str(out)],
-                   cwd=ROOT, check=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "uv", "build", "-q", "--wheel", "spark_jobs", "--out-dir", str(out)],
+        cwd=ROOT,
+        check=True,
+        timeout=300,
+    )
     (wheel,) = out.glob("*.whl")
     return wheel
 
@@ -263,8 +327,11 @@ def test_every_target_deploys_the_names_pipeline_yaml_reads(bundle, target):
     (job,) = cfg["resources"]["jobs"].values()
     for task in job["tasks"]:
         assert task["python_wheel_task"]["named_parameters"] == {
-            "env": target, "config": f"{env['workspace_files']}/include/pipeline.yaml",
-            "user": env["catalog"].split("_", 1)[1], "analysts-group": cfg["var"]["analysts_group"]}
+            "env": target,
+            "config": f"{env['workspace_files']}/include/pipeline.yaml",
+            "user": env["catalog"].split("_", 1)[1],
+            "analysts-group": cfg["var"]["analysts_group"],
+        }
 
 
 def test_no_resource_needs_the_direct_deployment_engine(bundle):
@@ -317,8 +384,10 @@ def test_every_developer_has_their_own_secret_scope_and_the_run_identity_can_rea
         run_identity = (cfg.get("run_as") or {}).get("service_principal_name") or deployer(target)["userName"]
         assert run_identity == deployer(target)["userName"]
         # and no ACL of the bundle takes that away or hands the scope to every engineer
-        assert all(p.get("service_principal_name") != run_identity and p.get("user_name") != run_identity
-                   for p in scope.get("permissions", []))
+        assert all(
+            p.get("service_principal_name") != run_identity and p.get("user_name") != run_identity
+            for p in scope.get("permissions", [])
+        )
         assert all(p.get("group_name") != cfg["var"]["engineers_group"] for p in scope.get("permissions", []))
 
 
@@ -326,6 +395,7 @@ def test_every_developer_has_their_own_secret_scope_and_the_run_identity_can_rea
 def test_every_path_a_job_writes_is_inside_a_declared_volume(bundle, target, monkeypatch):
     from medallion.config import load_settings
     from medallion.dashboard import dashboard_path
+
     cfg = resolve_target(bundle[0], target)
     volumes = {(v["catalog_name"], v["schema_name"], v["name"]) for v in cfg["resources"]["volumes"].values()}
     monkeypatch.setenv("MEDALLION_USER", USER["short_name"] if target == "dev" else TEAM)
@@ -341,6 +411,7 @@ def test_every_path_a_job_writes_is_inside_a_declared_volume(bundle, target, mon
 @pytest.mark.parametrize("target", TARGETS)
 def test_every_resource_fits_the_bundle_schema(bundle, target):
     from databricks.bundles.core._resource_type import _ResourceType
+
     models = {t.plural_name: t.resource_type for t in _ResourceType.all()}
     raw, resolved = bundle[0], resolve_target(bundle[0], target)
     for source in (raw["resources"], resolved["resources"]):
@@ -355,8 +426,11 @@ def test_analysts_may_read_gold_only(bundle):
     cfg = resolve_target(bundle[0], "prod")
     analysts = cfg["var"]["analysts_group"]
     res = cfg["resources"]
-    grants = {(kind, key): {p for g in spec.get("grants", []) if g["principal"] == analysts for p in g["privileges"]}
-              for kind in ("schemas", "volumes") for key, spec in res[kind].items()}
+    grants = {
+        (kind, key): {p for g in spec.get("grants", []) if g["principal"] == analysts for p in g["privileges"]}
+        for kind in ("schemas", "volumes")
+        for key, spec in res[kind].items()
+    }
     assert grants[("schemas", "data_eng")] == {"USE_SCHEMA"}  # no SELECT on the whole schema ...
     assert all(not p for (kind, _), p in grants.items() if kind == "volumes")  # ... nor on raw files
     # ... SELECT comes table by table, for the gold layer only, from the jobs (governance.py)
@@ -364,13 +438,15 @@ def test_analysts_may_read_gold_only(bundle):
     gov = pipeline["governance"]
     assert gov["analysts_read_layers"] == ["gold"] and gov["analysts_group"] == analysts
     engineers = cfg["var"]["engineers_group"]
-    assert any(g["principal"] == engineers and "WRITE_VOLUME" in g["privileges"]
-               for g in res["volumes"]["landing"]["grants"])
+    assert any(
+        g["principal"] == engineers and "WRITE_VOLUME" in g["privileges"] for g in res["volumes"]["landing"]["grants"]
+    )
 
 
 def test_the_artifact_is_the_versioned_wheel_the_tests_build(bundle, built_wheel, monkeypatch):
     from medallion.version import build_version, wheel_name
     from medallion_airflow import settings
+
     cfg, origin = bundle
     (artifact,) = cfg["artifacts"].values()
     assert artifact["type"] == "whl"
@@ -411,16 +487,20 @@ def test_the_artifact_is_the_versioned_wheel_the_tests_build(bundle, built_wheel
         wheel_task = task["python_wheel_task"]
         assert wheel_task["package_name"] == project["name"]
         assert re.search(rf"^{re.escape(wheel_task['entry_point'])} = ", entry_points, re.M), wheel_task
-    assert set(project["scripts"]) == {t["python_wheel_task"]["entry_point"]
-                                       for t in cfg["resources"]["jobs"]["medallion_cycle"]["tasks"]}
+    assert set(project["scripts"]) == {
+        t["python_wheel_task"]["entry_point"] for t in cfg["resources"]["jobs"]["medallion_cycle"]["tasks"]
+    }
 
 
 def test_a_change_to_any_source_is_a_new_wheel_version(tmp_path):
     import shutil
+
     from medallion.version import build_version
+
     copy_dir = tmp_path / "spark_jobs"
-    shutil.copytree(ROOT / "spark_jobs", copy_dir, ignore=shutil.ignore_patterns("build", "dist", "*.egg-info",
-                                                                                "__pycache__"))
+    shutil.copytree(
+        ROOT / "spark_jobs", copy_dir, ignore=shutil.ignore_patterns("build", "dist", "*.egg-info", "__pycache__")
+    )
     first = build_version(copy_dir)
     assert build_version(copy_dir) == first  # the same tree, the same version (Airflow and the build agree)
     (copy_dir / "medallion" / "gold.py").write_text((copy_dir / "medallion" / "gold.py").read_text() + "\n# x\n")

@@ -1,5 +1,6 @@
 """docker-compose.yaml: validated by `docker compose config` (the Docker client and its compose v2 plugin; no
 engine needed), then checked for the Airflow 3 services, Postgres, Mailpit, the mounts and Java."""
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,14 @@ def compose_command() -> list[str]:
 def compose_config(**env) -> dict:
     environment = {k: v for k, v in os.environ.items() if not k.startswith(("MEDALLION_", "AIRFLOW_"))}
     environment.update(env)
-    out = subprocess.run([*compose_command(), "-f", str(ROOT / "docker-compose.yaml"), "config", "--format", "json"],
-                         cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [*compose_command(), "-f", str(ROOT / "docker-compose.yaml"), "config", "--format", "json"],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
 
@@ -44,8 +51,12 @@ def test_the_stack_has_airflow_3_components_on_postgres_and_a_mail_catcher(confi
     services = config["services"]
     assert set(services) == AIRFLOW_SERVICES | {"airflow-init", "postgres", "mailpit"}
     commands = {name: services[name]["command"] for name in AIRFLOW_SERVICES}
-    assert commands == {"airflow-apiserver": ["api-server"], "airflow-scheduler": ["scheduler"],
-                        "airflow-dag-processor": ["dag-processor"], "airflow-triggerer": ["triggerer"]}
+    assert commands == {
+        "airflow-apiserver": ["api-server"],
+        "airflow-scheduler": ["scheduler"],
+        "airflow-dag-processor": ["dag-processor"],
+        "airflow-triggerer": ["triggerer"],
+    }
     assert services["postgres"]["image"].startswith("postgres:") and services["postgres"]["healthcheck"]["test"]
     assert services["mailpit"]["image"].startswith("axllent/mailpit:")
     published = {p["target"] for p in services["mailpit"]["ports"]}
@@ -96,8 +107,10 @@ def test_the_target_and_secrets_come_from_the_environment(config):
 
 def test_an_invalid_file_is_rejected_by_compose(tmp_path):
     bad = tmp_path / "docker-compose.yaml"
-    bad.write_text((ROOT / "docker-compose.yaml").read_text().replace("condition: service_healthy",
-                                                                     "condition: service_maybe", 1))
-    out = subprocess.run([*compose_command(), "-f", str(bad), "config", "--quiet"], cwd=ROOT, capture_output=True,
-                         text=True, timeout=120)
+    bad.write_text(
+        (ROOT / "docker-compose.yaml").read_text().replace("condition: service_healthy", "condition: service_maybe", 1)
+    )
+    out = subprocess.run(
+        [*compose_command(), "-f", str(bad), "config", "--quiet"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode != 0

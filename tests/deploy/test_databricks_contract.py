@@ -5,11 +5,12 @@ validates every submitted payload against the SDK's Jobs data classes and honour
 API does (a token it has seen returns that token's run). A task runs as Airflow runs it: execute under its timeout;
 when it defers, the trigger runs to its event and execute_complete finishes the task; a retry is a new try with the
 same task-state store."""
+
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
-import asyncio
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -52,8 +53,13 @@ class FakeJobsApi:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length)) if length else None
                 query = {k: v[0] for k, v in parse_qs(url.query).items()}
-                record = {"method": method, "path": url.path, "query": query, "body": body,
-                          "auth": self.headers.get("Authorization")}
+                record = {
+                    "method": method,
+                    "path": url.path,
+                    "query": query,
+                    "body": body,
+                    "auth": self.headers.get("Authorization"),
+                }
                 with api.lock:
                     api.requests.append(record)
                 if record["auth"] != f"Bearer {TOKEN}":
@@ -114,17 +120,20 @@ class FakeJobsApi:
 
     def run_info(self, run_id: int, run: dict) -> dict:
         if run["cancelled"]:
-            state = {"life_cycle_state": "TERMINATED", "result_state": "CANCELED",
-                     "state_message": "Run cancelled."}
+            state = {"life_cycle_state": "TERMINATED", "result_state": "CANCELED", "state_message": "Run cancelled."}
         else:
             state = dict(self.states[min(run["polls"], len(self.states) - 1)])
             run["polls"] += 1
         state.setdefault("state_message", "")
         task = run["payload"]["tasks"][0]
-        return {"run_id": run_id, "job_id": 7, "run_name": run["payload"].get("run_name"),
-                "run_page_url": f"http://127.0.0.1:{self.port}/#job/runs/{run_id}", "state": state,
-                "tasks": [{"run_id": run_id * 10, "task_key": task["task_key"], "attempt_number": 0,
-                           "state": state}]}
+        return {
+            "run_id": run_id,
+            "job_id": 7,
+            "run_name": run["payload"].get("run_name"),
+            "run_page_url": f"http://127.0.0.1:{self.port}/#job/runs/{run_id}",
+            "state": state,
+            "tasks": [{"run_id": run_id * 10, "task_key": task["task_key"], "attempt_number": 0, "state": state}],
+        }
 
     # ---- what the tests read ----------------------------------------------------------------------
     def calls(self, path_suffix: str) -> list[dict]:
@@ -140,8 +149,12 @@ def jobs_api(monkeypatch):
     api = FakeJobsApi()
     api.thread.start()
     # the `databricks_default` connection of the DAGs, pointed at the local server over plain http
-    monkeypatch.setenv("AIRFLOW_CONN_DATABRICKS_DEFAULT", json.dumps(
-        {"conn_type": "databricks", "host": "127.0.0.1", "port": api.port, "schema": "http", "password": TOKEN}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_DATABRICKS_DEFAULT",
+        json.dumps(
+            {"conn_type": "databricks", "host": "127.0.0.1", "port": api.port, "schema": "http", "password": TOKEN}
+        ),
+    )
     yield api
     api.server.shutdown()
     api.server.server_close()
@@ -149,19 +162,28 @@ def jobs_api(monkeypatch):
 
 def run_trigger(trigger) -> dict:
     """Run a trigger as the triggerer does, to its first event."""
+
     async def first_event():
         async for event in trigger.run():
             return event.payload
+
     return asyncio.run(first_event())
 
 
-def run_task(dag, task, timeout_s: float | None = None, try_number: int = 1, store: TaskStateStore | None = None,
-             defer: bool = True):
+def run_task(
+    dag,
+    task,
+    timeout_s: float | None = None,
+    try_number: int = 1,
+    store: TaskStateStore | None = None,
+    defer: bool = True,
+):
     """Render the task and run it as Airflow's task runner does: execute under execution_timeout, on_kill on
     timeout; a deferral runs its trigger to the event and resumes in execute_complete (defer=False: the
     TaskDeferred is raised to the caller). Returns the context (its ti holds the XComs)."""
     from airflow.sdk.exceptions import TaskDeferred
     from airflow.sdk.execution_time.task_runner import _run_execute_callable
+
     task.polling_period_seconds = 1  # the config's 10 s, shortened for the test
     if timeout_s is not None:
         task.execution_timeout = timedelta(seconds=timeout_s)
@@ -177,11 +199,15 @@ def run_task(dag, task, timeout_s: float | None = None, try_number: int = 1, sto
     return ctx
 
 
-@pytest.mark.parametrize("dag_id", ["medallion_generate", "medallion_bronze", "medallion_silver", "medallion_gold",
-                                    "medallion_monitor"])
+@pytest.mark.parametrize(
+    "dag_id", ["medallion_generate", "medallion_bronze", "medallion_silver", "medallion_gold", "medallion_monitor"]
+)
 def test_a_task_succeeds_when_the_run_succeeds(monkeypatch, jobs_api, dag_id):
-    jobs_api.states = [{"life_cycle_state": "PENDING"}, {"life_cycle_state": "RUNNING"},
-                       {"life_cycle_state": "TERMINATED", "result_state": "SUCCESS"}]
+    jobs_api.states = [
+        {"life_cycle_state": "PENDING"},
+        {"life_cycle_state": "RUNNING"},
+        {"life_cycle_state": "TERMINATED", "result_state": "SUCCESS"},
+    ]
     dag = load_dags(monkeypatch, env="dev").dags[dag_id]
     task = dag.get_task(dag_id.removeprefix("medallion_"))
     ctx = run_task(dag, task)
@@ -205,8 +231,14 @@ def test_a_task_succeeds_when_the_run_succeeds(monkeypatch, jobs_api, dag_id):
 
 def test_a_failed_run_fails_the_task_with_the_run_error(monkeypatch, jobs_api):
     from airflow.providers.common.compat.sdk import AirflowException
-    jobs_api.states = [{"life_cycle_state": "TERMINATED", "result_state": "FAILED",
-                        "state_message": "Task medallion_silver failed with message: Workload failed"}]
+
+    jobs_api.states = [
+        {
+            "life_cycle_state": "TERMINATED",
+            "result_state": "FAILED",
+            "state_message": "Task medallion_silver failed with message: Workload failed",
+        }
+    ]
     jobs_api.task_error = "ERROR: environment 'dev' needs a hash salt in $MEDALLION_HASH_SALT"
     dag = load_dags(monkeypatch, env="dev").dags["medallion_silver"]
     with pytest.raises(AirflowException) as failure:
@@ -221,20 +253,27 @@ def test_a_failed_run_fails_the_task_with_the_run_error(monkeypatch, jobs_api):
 
 def test_an_internal_error_fails_the_task_with_the_state_message(monkeypatch, jobs_api):
     from airflow.providers.common.compat.sdk import AirflowException
-    jobs_api.states = [{"life_cycle_state": "RUNNING"},
-                       {"life_cycle_state": "INTERNAL_ERROR",
-                        "state_message": "Could not reach driver of cluster 0101-abc: Spark is not running"}]
+
+    jobs_api.states = [
+        {"life_cycle_state": "RUNNING"},
+        {
+            "life_cycle_state": "INTERNAL_ERROR",
+            "state_message": "Could not reach driver of cluster 0101-abc: Spark is not running",
+        },
+    ]
     dag = load_dags(monkeypatch, env="prod").dags["medallion_gold"]
     with pytest.raises(AirflowException, match="INTERNAL_ERROR.*Could not reach driver of cluster"):
         run_task(dag, dag.get_task(dag.dag_id.removeprefix("medallion_")))
     assert jobs_api.calls("/runs/submit")[0]["body"]["run_as"] == {
-        "service_principal_name": "00000000-0000-4000-8000-00000000abcd"}  # prod runs as its service principal
+        "service_principal_name": "00000000-0000-4000-8000-00000000abcd"
+    }  # prod runs as its service principal
 
 
 def test_a_deferred_task_that_is_killed_cancels_its_run_and_the_run_has_its_own_timeout(monkeypatch, jobs_api):
     """Deferred, the wait is the trigger's: a task marked failed or timed out kills the trigger, whose on_kill cancels
     the run; and Databricks ends the run itself at the job timeout (timeout_seconds) should nobody be listening."""
     from airflow.sdk.exceptions import TaskDeferred
+
     jobs_api.states = [{"life_cycle_state": "RUNNING"}]  # never finishes
     dag = load_dags(monkeypatch, env="staging").dags["medallion_bronze"]
     task = dag.get_task("bronze")
@@ -253,9 +292,19 @@ def test_a_deferred_task_that_is_killed_cancels_its_run_and_the_run_has_its_own_
 
 def test_a_wrong_token_is_refused_and_nothing_runs(monkeypatch, jobs_api):
     from airflow.providers.common.compat.sdk import AirflowException
-    monkeypatch.setenv("AIRFLOW_CONN_DATABRICKS_DEFAULT", json.dumps(
-        {"conn_type": "databricks", "host": "127.0.0.1", "port": jobs_api.port, "schema": "http",
-         "password": "not-the-token"}))
+
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_DATABRICKS_DEFAULT",
+        json.dumps(
+            {
+                "conn_type": "databricks",
+                "host": "127.0.0.1",
+                "port": jobs_api.port,
+                "schema": "http",
+                "password": "not-the-token",
+            }
+        ),
+    )
     dag = load_dags(monkeypatch, env="dev").dags["medallion_monitor"]
     with pytest.raises(AirflowException, match="403"):
         run_task(dag, dag.get_task(dag.dag_id.removeprefix("medallion_")))
@@ -264,20 +313,42 @@ def test_a_wrong_token_is_refused_and_nothing_runs(monkeypatch, jobs_api):
 
 def test_the_server_rejects_a_payload_the_jobs_api_would_not_accept(jobs_api):
     import requests
-    bad = {"tasks": [{"task_key": "t", "python_wheel_task": {"package_name": "x", "entry_point": "y"},
-                      "new_clutser": {}}]}
-    reply = requests.post(f"http://127.0.0.1:{jobs_api.port}/api/2.2/jobs/runs/submit", json=bad,
-                          headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
+
+    bad = {
+        "tasks": [{"task_key": "t", "python_wheel_task": {"package_name": "x", "entry_point": "y"}, "new_clutser": {}}]
+    }
+    reply = requests.post(
+        f"http://127.0.0.1:{jobs_api.port}/api/2.2/jobs/runs/submit",
+        json=bad,
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        timeout=10,
+    )
     assert reply.status_code == 400 and jobs_api.runs == {}
 
 
 def test_the_bronze_alert_reads_the_run_summary_from_the_run_output(monkeypatch, jobs_api):
     """On Databricks the failed-file alert finds bronze's run summary in the task run's stdout (runs/get-output)."""
     from medallion_airflow import alerts
-    summary = {"job": "bronze", "status": "success", "unreadable_files": ["claims: 2026-11-27T0500Z/claims.csv.gz"],
-               "tables": {"claims": {"table": "dev_user.data_eng.bronze_claims", "files": [
-                   {"file": "2026-11-27T0500Z/claims.csv.gz", "status": "unreadable", "rows": 0, "rescued_rows": 0,
-                    "reason": "EOFError: Compressed file ended before the end-of-stream marker was reached"}]}}}
+
+    summary = {
+        "job": "bronze",
+        "status": "success",
+        "unreadable_files": ["claims: 2026-11-27T0500Z/claims.csv.gz"],
+        "tables": {
+            "claims": {
+                "table": "dev_user.data_eng.bronze_claims",
+                "files": [
+                    {
+                        "file": "2026-11-27T0500Z/claims.csv.gz",
+                        "status": "unreadable",
+                        "rows": 0,
+                        "rescued_rows": 0,
+                        "reason": "EOFError: Compressed file ended before the end-of-stream marker was reached",
+                    }
+                ],
+            }
+        },
+    }
     jobs_api.task_logs = "INFO job bronze starting\n" + json.dumps(summary) + "\n"
     dag = load_dags(monkeypatch, env="dev").dags["medallion_bronze"]
     ctx = run_task(dag, dag.get_task("bronze"))
@@ -293,6 +364,7 @@ def test_the_bronze_alert_reads_the_run_summary_from_the_run_output(monkeypatch,
 
 def test_tasks_defer_to_the_triggerer_with_the_run_to_watch(monkeypatch, jobs_api):
     from airflow.sdk.exceptions import TaskDeferred
+
     jobs_api.states = [{"life_cycle_state": "PENDING"}, {"life_cycle_state": "RUNNING"}]
     dag = load_dags(monkeypatch, env="dev").dags["medallion_silver"]
     task = dag.get_task("silver")
@@ -313,6 +385,7 @@ def test_a_retry_reconnects_to_the_run_still_going_instead_of_submitting_another
     """Try 1 submits and stores the run id, then its worker dies while the run goes on; try 2 finds the run in the
     task-state store, still RUNNING, and waits for that run — deferred again, no second submit."""
     from airflow.sdk.exceptions import TaskDeferred
+
     jobs_api.states = [{"life_cycle_state": "RUNNING"}]
     dag = load_dags(monkeypatch, env="dev").dags["medallion_gold"]
     store = TaskStateStore()
@@ -334,6 +407,7 @@ def test_a_retry_after_a_failed_run_submits_a_new_run_with_its_own_token(monkeyp
     try 1, and a DatabricksRunNowOperator/SubmitRun retry reports that run's outcome (apache/airflow#64828)."""
     from airflow.providers.common.compat.sdk import AirflowException
     from airflow.providers.databricks.hooks.databricks import DatabricksHook
+
     jobs_api.states = [{"life_cycle_state": "TERMINATED", "result_state": "FAILED", "state_message": "boom"}]
     jobs_api.task_error = "ERROR: boom"
     dag = load_dags(monkeypatch, env="dev").dags["medallion_bronze"]
@@ -358,10 +432,17 @@ def test_the_run_carries_the_openlineage_parent_of_the_airflow_task(monkeypatch,
     from airflow.providers.databricks.utils import openlineage as ol
 
     from medallion.cli import build_parser, openlineage_parent
+
     pytest.importorskip("pyspark")
     from medallion.gold import add_arguments
-    context = {"parent": {"run": {"runId": "0192-parent"}, "job": {"namespace": "airflow", "name": "medallion_gold.gold"},
-                          "root": {"run": {"runId": "0192-root"}, "job": {"namespace": "airflow", "name": "medallion_gold"}}}}
+
+    context = {
+        "parent": {
+            "run": {"runId": "0192-parent"},
+            "job": {"namespace": "airflow", "name": "medallion_gold.gold"},
+            "root": {"run": {"runId": "0192-root"}, "job": {"namespace": "airflow", "name": "medallion_gold"}},
+        }
+    }
     monkeypatch.setattr(ol, "_is_openlineage_provider_accessible", lambda: True)
     monkeypatch.setattr(ol, "_build_openlineage_parent_run_context", lambda ti: context)
     dag = load_dags(monkeypatch, env="dev").dags["medallion_gold"]

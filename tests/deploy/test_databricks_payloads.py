@@ -3,19 +3,25 @@ whole, with the wheel task and everything the job needs to find its catalog in i
 its environment (serverless, or a job cluster from the platform's pool under its policy, dedicated to the run
 identity), the identity it runs as, a timeout and a run name; and every environment's default compute meets the
 5-minute landing -> gold latency budget."""
+
 from __future__ import annotations
 
 import json
-import tomllib
 
 import pytest
+import tomllib
 import yaml
 from conftest import ROOT, RUN_ID, SERVICE_PRINCIPAL, load_dags, rendered_payload, submit_round_trip
 
 from medallion_airflow import jobs, settings
 
-DAG_JOBS = {"medallion_generate": "generate", "medallion_bronze": "bronze", "medallion_silver": "silver",
-            "medallion_gold": "gold", "medallion_monitor": "monitor"}
+DAG_JOBS = {
+    "medallion_generate": "generate",
+    "medallion_bronze": "bronze",
+    "medallion_silver": "silver",
+    "medallion_gold": "gold",
+    "medallion_monitor": "monitor",
+}
 
 
 def _pyproject() -> dict:
@@ -37,6 +43,7 @@ def test_every_task_renders_a_complete_runs_submit_payload(monkeypatch, env):
     env_cfg = cfg["environments"][env]
     files = env_cfg["workspace_files"]
     from medallion.version import wheel_name
+
     wheel = f"{files}/spark_jobs/dist/{wheel_name(ROOT / 'spark_jobs')}"
     identity = "user@example.com" if env == "dev" else SERVICE_PRINCIPAL
     assert set(bag.dags) == set(DAG_JOBS)
@@ -61,8 +68,7 @@ def test_every_task_renders_a_complete_runs_submit_payload(monkeypatch, env):
         assert "{{" not in json.dumps(named), "every parameter is rendered"
         # ... and nothing in job-level environment variables (serverless-only): the job finds its catalog alone
         assert "environment_variables" not in payload and "environment_variables_key" not in db_task
-        assert payload["run_as"] == ({"user_name": identity} if env == "dev" else
-                                     {"service_principal_name": identity})
+        assert payload["run_as"] == ({"user_name": identity} if env == "dev" else {"service_principal_name": identity})
         # the default compute of every environment: serverless, performance-optimized (the latency budget)
         assert env_cfg["compute"] == "serverless"
         (environment,) = payload["environments"]
@@ -97,7 +103,8 @@ def test_every_environment_default_meets_the_five_minute_budget(monkeypatch, fre
 
 
 def test_a_job_cluster_comes_from_the_pool_under_the_policy_dedicated_to_the_run_identity(
-        tmp_path, monkeypatch, fresh_settings_cache):
+    tmp_path, monkeypatch, fresh_settings_cache
+):
     raw = _pipeline()
     raw["environments"]["prod"]["compute"] = "job_cluster"
     path = tmp_path / "pipeline.yaml"
@@ -124,7 +131,8 @@ def test_a_job_cluster_comes_from_the_pool_under_the_policy_dedicated_to_the_run
     env_cfg = raw["environments"]["prod"]
     # the salt reaches the job as a secret reference Databricks resolves, never as a value
     assert cluster["spark_env_vars"] == {
-        "MEDALLION_HASH_SALT": f"{{{{secrets/{env_cfg['secret_scope']}/{env_cfg['secret_keys']['hash_salt']}}}}}"}
+        "MEDALLION_HASH_SALT": f"{{{{secrets/{env_cfg['secret_scope']}/{env_cfg['secret_keys']['hash_salt']}}}}}"
+    }
     assert db_task["libraries"] == [{"whl": settings.databricks_settings("prod")["wheel_path"]}]
     assert "environments" not in payload and "environment_key" not in db_task and "performance_target" not in payload
     assert db_task["python_wheel_task"]["named_parameters"]["user"] == "claims"
@@ -144,18 +152,28 @@ def test_the_job_finds_its_catalog_from_its_parameters_alone(monkeypatch):
     """On a job cluster no job-level environment variable reaches the run: `--user` alone must give the catalog
     (before, a prod run without MEDALLION_USER silently used `prod_user`)."""
     from medallion import cli
+
     for var in ("MEDALLION_USER", "MEDALLION_ENV", "MEDALLION_ANALYSTS_GROUP"):
         monkeypatch.delenv(var, raising=False)
     seen = {}
 
     def run(ctx):
-        seen.update(catalog=ctx.settings.catalog, volume=ctx.settings.location("landing"),
-                    analysts=ctx.settings.raw["governance"]["analysts_group"], env=ctx.settings.env)
+        seen.update(
+            catalog=ctx.settings.catalog,
+            volume=ctx.settings.location("landing"),
+            analysts=ctx.settings.raw["governance"]["analysts_group"],
+            env=ctx.settings.env,
+        )
         return {}
+
     named = {"env": "prod", "user": "claims", "analysts-group": "claims-analysts", "run-id": "r1"}
     assert cli.run_job("gold", run, argv=jobs.as_cli(named)) == 0
-    assert seen == {"catalog": "prod_claims", "volume": "/Volumes/prod_claims/data_eng/landing",
-                    "analysts": "claims-analysts", "env": "prod"}
+    assert seen == {
+        "catalog": "prod_claims",
+        "volume": "/Volumes/prod_claims/data_eng/landing",
+        "analysts": "claims-analysts",
+        "env": "prod",
+    }
     # the Airflow side passes exactly those flags whenever its environment sets them
     monkeypatch.setenv("MEDALLION_USER", "claims")
     monkeypatch.setenv("MEDALLION_ANALYSTS_GROUP", "claims-analysts")
@@ -214,5 +232,6 @@ def test_the_round_trip_catches_what_the_jobs_api_would_drop_or_reject():
 
 def test_secret_reference_survives_airflow_templating():
     from jinja2 import Environment
+
     ref = jobs.secret_reference("medallion-prod", "hash-salt")
     assert Environment().from_string(ref).render() == "{{secrets/medallion-prod/hash-salt}}"

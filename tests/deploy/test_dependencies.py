@@ -10,6 +10,7 @@ and must fail: that is the layout that used to be the wheel's base dependencies.
 
 Needs PyPI (CI has it): `-m "not network"` skips it offline.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -27,23 +28,50 @@ pytestmark = pytest.mark.network
 def serverless_environment(tmp_path_factory) -> dict:
     cfg = load_raw(env={})["databricks"]["serverless_environment"]
     out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "uv", "build", "-q", "--wheel", "spark_jobs", "--out-dir", str(out)],
-                   cwd=ROOT, check=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "uv", "build", "-q", "--wheel", "spark_jobs", "--out-dir", str(out)],
+        cwd=ROOT,
+        check=True,
+        timeout=300,
+    )
     (wheel,) = out.glob("*.whl")
     constraints = out / "no-pyspark.txt"
     constraints.write_text("pyspark<0\n")
-    return {"wheel": wheel, "constraints": constraints, "python": cfg["client"]["python"],
-            "client": f"databricks-connect=={cfg['client']['databricks_connect']}", "dir": out}
+    return {
+        "wheel": wheel,
+        "constraints": constraints,
+        "python": cfg["client"]["python"],
+        "client": f"databricks-connect=={cfg['client']['databricks_connect']}",
+        "dir": out,
+    }
 
 
 def resolve(env: dict, requirement: str) -> subprocess.CompletedProcess:
     requirements = env["dir"] / "requirements.in"
     requirements.write_text(f"{env['client']}\n{requirement}\n")
     return subprocess.run(
-        [sys.executable, "-m", "uv", "pip", "compile", str(requirements), "--python-version", env["python"],
-         "--python-platform", "x86_64-manylinux_2_28", "--constraint", str(env["constraints"]), "--no-header",
-         "--no-annotate", "--quiet"],
-        cwd=env["dir"], capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "uv",
+            "pip",
+            "compile",
+            str(requirements),
+            "--python-version",
+            env["python"],
+            "--python-platform",
+            "x86_64-manylinux_2_28",
+            "--constraint",
+            str(env["constraints"]),
+            "--no-header",
+            "--no-annotate",
+            "--quiet",
+        ],
+        cwd=env["dir"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def test_the_serverless_environment_resolves_without_pyspark(serverless_environment):

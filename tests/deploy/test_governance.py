@@ -1,8 +1,10 @@
 """Governance: PHI columns are tagged from config, every tagged column exists, analysts get gold only, each
 Databricks environment names its own secret scope."""
+
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -10,11 +12,30 @@ from medallion import gold, governance, schemas, silver
 from medallion.config import ConfigError, load_raw, load_settings
 
 # Columns that identify a patient or tie health data to one: wherever they appear they must be tagged.
-MUST_TAG = {"patient_id", "first_name", "last_name", "first_name_token", "last_name_token", "claim_date",
-            "event_date", "coverage_start_date", "diagnosis_code", "procedure_code", "record_ts", "timestamp",
-            "patient_key"}
-BRONZE_META = {"_ingested_at", "_pipeline_env", "_source_file", "_source_modified_at", "_run_id", "_ingest_date",
-               "_rescued_data"}
+MUST_TAG = {
+    "patient_id",
+    "first_name",
+    "last_name",
+    "first_name_token",
+    "last_name_token",
+    "claim_date",
+    "event_date",
+    "coverage_start_date",
+    "diagnosis_code",
+    "procedure_code",
+    "record_ts",
+    "timestamp",
+    "patient_key",
+}
+BRONZE_META = {
+    "_ingested_at",
+    "_pipeline_env",
+    "_source_file",
+    "_source_modified_at",
+    "_run_id",
+    "_ingest_date",
+    "_rescued_data",
+}
 
 
 def known_columns(table_key: str) -> set[str] | None:
@@ -27,8 +48,16 @@ def known_columns(table_key: str) -> set[str] | None:
     if layer in ("quarantine", "held"):
         return set(silver.Q_COLUMNS[entity]) | {"_row_hash", "_quarantined_at", "_held_since"}
     if table_key == "gold.patients":
-        return {"patient_key", "patient_id", *gold.TRACKED, "effective_from", "effective_to", "is_current",
-                "row_hash", "_updated_at"}
+        return {
+            "patient_key",
+            "patient_id",
+            *gold.TRACKED,
+            "effective_from",
+            "effective_to",
+            "is_current",
+            "row_hash",
+            "_updated_at",
+        }
     return None
 
 
@@ -44,7 +73,7 @@ def test_every_table_holding_patient_data_has_its_phi_columns_listed(cfg):
 
 
 def test_every_listed_phi_column_exists_and_no_identifying_column_is_left_untagged(cfg):
-    gold_source = (gold.__file__ and open(gold.__file__).read())
+    gold_source = Path(gold.__file__).read_text()
     for key in cfg["governance"]["phi_columns"]:
         phi = governance.phi_columns(cfg, key)
         columns = known_columns(key)
@@ -64,14 +93,16 @@ def test_phi_statements_tag_and_comment_each_column_on_unity_catalog(monkeypatch
     phi = governance.phi_columns(settings, "silver.patients")
     assert len(statements) == 2 * len(phi)
     for column, kind in phi.items():
-        assert (f"ALTER TABLE {ref} ALTER COLUMN `{column}` SET TAGS ('phi' = 'true', 'phi_kind' = '{kind}')"
-                in statements)
+        assert (
+            f"ALTER TABLE {ref} ALTER COLUMN `{column}` SET TAGS ('phi' = 'true', 'phi_kind' = '{kind}')" in statements
+        )
         (comment,) = [s for s in statements if s.startswith(f"ALTER TABLE {ref} ALTER COLUMN `{column}` COMMENT ")]
         assert re.fullmatch(rf"ALTER TABLE .+ COMMENT 'PHI \({kind}\): [^']+'", comment), comment
     # the table's configured name works as well as its key (what Lakehouse.ensure has at hand)
     assert governance.phi_statements(settings, "silver_patients", ref) == statements
-    assert governance.phi_statements(settings, "dim_patients", "`t`") == \
-        governance.phi_statements(settings, "gold.patients", "`t`")
+    assert governance.phi_statements(settings, "dim_patients", "`t`") == governance.phi_statements(
+        settings, "gold.patients", "`t`"
+    )
 
 
 def test_locally_only_comments_are_written_and_ops_tables_have_no_phi():
@@ -86,9 +117,10 @@ def test_locally_only_comments_are_written_and_ops_tables_have_no_phi():
 def test_analysts_get_select_on_gold_tables_only(monkeypatch):
     monkeypatch.setenv("MEDALLION_ANALYSTS_GROUP", "claims-analysts")
     settings = load_settings("prod")
-    for entity, name in settings.raw["tables"]["gold"].items():
+    for name in settings.raw["tables"]["gold"].values():
         assert governance.grant_statements(settings, name, f"`c`.`s`.`{name}`") == [
-            f"GRANT SELECT ON TABLE `c`.`s`.`{name}` TO `claims-analysts`"]
+            f"GRANT SELECT ON TABLE `c`.`s`.`{name}` TO `claims-analysts`"
+        ]
     for layer in ("bronze", "silver", "quarantine", "held", "ops"):
         for name in settings.raw["tables"][layer].values():
             assert governance.grant_statements(settings, name, "`c`.`s`.`t`") == [], name
@@ -97,8 +129,14 @@ def test_analysts_get_select_on_gold_tables_only(monkeypatch):
 
 
 def test_identifiers_and_strings_are_quoted(cfg):
-    cfg = dict(cfg, governance={**cfg["governance"], "phi_kinds": {"odd": "it's `odd`"},
-                                "phi_columns": {"bronze.patients": {"we`ird": "odd"}}})
+    cfg = dict(
+        cfg,
+        governance={
+            **cfg["governance"],
+            "phi_kinds": {"odd": "it's `odd`"},
+            "phi_columns": {"bronze.patients": {"we`ird": "odd"}},
+        },
+    )
     (tag, comment) = governance.phi_statements(cfg, "bronze.patients", "`t`")
     assert "ALTER COLUMN `we``ird` SET TAGS" in tag
     assert comment.endswith("COMMENT 'PHI (odd): it\\'s `odd`'")
@@ -124,6 +162,7 @@ def test_each_databricks_environment_names_its_own_scope_and_keys(cfg):
 def test_gold_metric_views_are_unity_catalog_views_analysts_may_read(monkeypatch):
     from medallion import views
     from medallion.lakehouse import Lakehouse
+
     monkeypatch.setenv("MEDALLION_ANALYSTS_GROUP", "claims-analysts")
     settings = load_settings("prod")
     lake = Lakehouse(None, settings)  # statements only: no session needed

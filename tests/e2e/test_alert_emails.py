@@ -1,14 +1,15 @@
 """E-mails end to end: a real SMTP server (aiosmtpd) and the real Airflow components (scheduler, dag-processor,
 triggerer, api-server) on SQLite receive one SLA miss (Deadline Alert), one task failure and one data-quality
 breach; the api-server serves the dashboard through the plugin."""
+
 from __future__ import annotations
 
 import json
 import re
 import socket
 import sys
-import time
 import urllib.request
+from datetime import datetime, timezone
 from email import message_from_bytes
 from pathlib import Path
 
@@ -39,22 +40,13 @@ def _free_port() -> int:
 
 def _low_score_silver_runs(spark, settings) -> None:
     """Silver's run figures with a score below target, so the monitoring run finds a quality breach."""
-    from pyspark.sql.types import (DoubleType, LongType, MapType, StringType, StructField, StructType,
-                                   TimestampType)
-    from datetime import datetime, timezone
-
+    from medallion import ops
     from medallion.lakehouse import Lakehouse
-    from medallion.monitor import ensure_ops_table
-    schema = StructType([StructField(n, t) for n, t in [
-        ("run_id", StringType()), ("entity", StringType()), ("processed_at", TimestampType()),
-        ("rows_in", LongType()), ("valid", LongType()), ("quarantined", LongType()), ("exact_duplicates", LongType()),
-        ("held", LongType()), ("released", LongType()), ("expired_to_quarantine", LongType()),
-        ("quarantined_by_rule", MapType(StringType(), LongType())), ("quality_score", DoubleType()),
-        ("target_score", DoubleType())]])
-    lake, table = Lakehouse(spark, settings), settings.raw["tables"]["ops"]["silver_runs"]
-    ensure_ops_table(lake, table, schema)
-    lake.append(spark.createDataFrame([("s1", "claims", datetime.now(timezone.utc), 100, 90, 10, 0, 0, 0, 0,
-                                        {"valid_claim_amount": 10}, 0.9, 0.995)], schema), table)
+
+    runs = ops.OpsTable.open(Lakehouse(spark, settings), settings.raw["tables"]["ops"]["silver_runs"], ops.SILVER_RUNS)
+    runs.append(
+        [("s1", "claims", datetime.now(timezone.utc), 100, 90, 10, 0, 0, 0, 0, {"valid_claim_amount": 10}, 0.9, 0.995)]
+    )
 
 
 @pytest.mark.slow
@@ -68,20 +60,30 @@ def test_sla_miss_task_failure_and_quality_breach_emails_through_real_airflow(tm
     (dags / "medallion_alert_drill.py").symlink_to(ROOT / "tests" / "e2e" / "alert_dags" / "medallion_alert_drill.py")
     lake = tmp_path / "lakehouse"
     for key, value in {
-        "AIRFLOW_HOME": str(tmp_path / "airflow"), "MEDALLION_AIRFLOW_PORT": str(_free_port()),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(dags), "MEDALLION_LAKEHOUSE": str(lake),
-        "MEDALLION_SLA_MINUTES_OVERRIDE": str(SLA_SECONDS / 60), "MEDALLION_DRILL_SECONDS": str(SLA_SECONDS * 3),
+        "AIRFLOW_HOME": str(tmp_path / "airflow"),
+        "MEDALLION_AIRFLOW_PORT": str(_free_port()),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+        "MEDALLION_LAKEHOUSE": str(lake),
+        "MEDALLION_SLA_MINUTES_OVERRIDE": str(SLA_SECONDS / 60),
+        "MEDALLION_DRILL_SECONDS": str(SLA_SECONDS * 3),
         "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
-        "AIRFLOW_CONN_SMTP_DEFAULT": json.dumps({"conn_type": "smtp", "host": "127.0.0.1", "port": smtp_port,
-                                                 "extra": {"disable_tls": True, "disable_ssl": True,
-                                                           "timeout": 10, "retry_limit": 1}}),
+        "AIRFLOW_CONN_SMTP_DEFAULT": json.dumps(
+            {
+                "conn_type": "smtp",
+                "host": "127.0.0.1",
+                "port": smtp_port,
+                "extra": {"disable_tls": True, "disable_ssl": True, "timeout": 10, "retry_limit": 1},
+            }
+        ),
     }.items():
         monkeypatch.setenv(key, value)
     from medallion.config import load_settings
+
     _low_score_silver_runs(spark, load_settings())
 
     sys.path.insert(0, str(ROOT / "scripts"))
     import airflow_local
+
     airflow_local.setup()
     stack = airflow_local.Stack()
     stack.start()

@@ -1,5 +1,6 @@
 """A backfill through the real Airflow components leaves the same nine domain tables as the same hours run one at a
 time: the pipeline is incremental, idempotent and backfill-safe whatever way the hours are grouped into runs."""
+
 from __future__ import annotations
 
 import json
@@ -28,10 +29,15 @@ VOLATILE = {
     "silver": {"_ingested_at", "_run_id", "_processed_at"},
     "gold": {"_updated_at"},
 }
-KEYS = {"bronze": {"patients": ["patient_id", "timestamp"], "claims": ["claim_id", "claim_status"],
-                   "medical_events": ["event_id"]},
-        "silver": {"patients": ["patient_id", "record_ts"], "claims": ["claim_id"], "medical_events": ["event_id"]},
-        "gold": {"patients": ["patient_key"], "claims": ["claim_id"], "medical_events": ["event_id"]}}
+KEYS = {
+    "bronze": {
+        "patients": ["patient_id", "timestamp"],
+        "claims": ["claim_id", "claim_status"],
+        "medical_events": ["event_id"],
+    },
+    "silver": {"patients": ["patient_id", "record_ts"], "claims": ["claim_id"], "medical_events": ["event_id"]},
+    "gold": {"patients": ["patient_key"], "claims": ["claim_id"], "medical_events": ["event_id"]},
+}
 NAMES = {"first_name", "last_name", "first_name_token", "last_name_token"}  # never in a failure message
 
 
@@ -47,6 +53,7 @@ def _iso(ts: datetime) -> str:
 
 def _comparable(df, layer: str):
     from pyspark.sql import functions as F
+
     df = df.drop(*VOLATILE[layer])
     if "_source_file" in df.columns:  # <landing root>/<interval>/<file> -> <interval>/<file>
         df = df.withColumn("_source_file", F.regexp_extract("_source_file", r"([^/]+/[^/]+)$", 1))
@@ -68,16 +75,25 @@ def _differences(backfilled, sequential, layer: str, entity: str) -> dict | None
     for row in joined.select(*keys, *[f"b.{c}" for c in columns], *[f"s.{c}" for c in columns]).collect():
         matched += 1
         values = list(row)
-        b_vals, s_vals = values[len(keys):len(keys) + len(columns)], values[len(keys) + len(columns):]
+        b_vals, s_vals = values[len(keys) : len(keys) + len(columns)], values[len(keys) + len(columns) :]
         diff = [c for c, x, y in zip(columns, b_vals, s_vals) if x != y]
         for c in diff:
             differing[c] = differing.get(c, 0) + 1
         if len(examples) < 5:
-            examples.append({**{k: values[i] for i, k in enumerate(keys)},
-                             **{c: (b_vals[columns.index(c)], s_vals[columns.index(c)]) for c in diff
-                                if c not in NAMES}})
-    return {"table": f"{layer} {entity}", "only_backfill": n_b, "only_sequential": n_s, "matched_by_key": matched,
-            "differing_columns": differing, "examples (backfill, sequential)": examples}
+            examples.append(
+                {
+                    **{k: values[i] for i, k in enumerate(keys)},
+                    **{c: (b_vals[columns.index(c)], s_vals[columns.index(c)]) for c in diff if c not in NAMES},
+                }
+            )
+    return {
+        "table": f"{layer} {entity}",
+        "only_backfill": n_b,
+        "only_sequential": n_s,
+        "matched_by_key": matched,
+        "differing_columns": differing,
+        "examples (backfill, sequential)": examples,
+    }
 
 
 @pytest.mark.slow
@@ -89,19 +105,42 @@ def test_backfill_through_airflow_equals_the_hours_run_one_at_a_time(tmp_path, m
     # The scheduler also creates the latest hour's generation run once medallion_generate is unpaused (and one per
     # hour boundary crossed). Its default batch size is 0 here, so it lands header-only files and no domain row; the
     # backfill passes the real batch size in the backfill's run parameters.
-    env = dict(os.environ, AIRFLOW_HOME=str(tmp_path / "airflow"), MEDALLION_LAKEHOUSE=str(backfill_lake),
-               MEDALLION_PATIENTS_PER_BATCH="0", MEDALLION_AIRFLOW_PORT=str(_free_port()))
+    env = dict(
+        os.environ,
+        AIRFLOW_HOME=str(tmp_path / "airflow"),
+        MEDALLION_LAKEHOUSE=str(backfill_lake),
+        MEDALLION_PATIENTS_PER_BATCH="0",
+        MEDALLION_AIRFLOW_PORT=str(_free_port()),
+    )
     summary_file = tmp_path / "backfill.json"
-    airflow = subprocess.Popen(
-        [sys.executable, str(ROOT / "scripts" / "airflow_local.py"), "backfill", "--from-date", _iso(hours[0]),
-         "--to-date", _iso(hours[-1]), "--conf", json.dumps({"patients_per_batch": PATIENTS}), "--timeout", "1500",
-         "--summary-json", str(summary_file)],
-        env=env, stdout=open(tmp_path / "backfill.out", "w"), stderr=subprocess.STDOUT)
+    with open(tmp_path / "backfill.out", "w") as out:  # the child keeps its own descriptor
+        airflow = subprocess.Popen(
+            [
+                sys.executable,
+                str(ROOT / "scripts" / "airflow_local.py"),
+                "backfill",
+                "--from-date",
+                _iso(hours[0]),
+                "--to-date",
+                _iso(hours[-1]),
+                "--conf",
+                json.dumps({"patients_per_batch": PATIENTS}),
+                "--timeout",
+                "1500",
+                "--summary-json",
+                str(summary_file),
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         # the reference while Airflow works: the same hours one at a time, generate -> bronze -> silver -> gold each
         for start in hours:
-            interval = [f"--interval-start={start.isoformat()}",
-                        f"--interval-end={(start + timedelta(hours=1)).isoformat()}"]
+            interval = [
+                f"--interval-start={start.isoformat()}",
+                f"--interval-end={(start + timedelta(hours=1)).isoformat()}",
+            ]
             tag = f"{start:%Y%m%dT%H}"
             generated = run_job("generate", *interval, f"--patients={PATIENTS}", f"--run-id=sequential_generate_{tag}")
             assert generated["clean_rows"]["patients"] - generated["changed_rows"]["patients"] == PATIENTS
@@ -146,8 +185,11 @@ def test_backfill_through_airflow_equals_the_hours_run_one_at_a_time(tmp_path, m
         monkeypatch.setenv("MEDALLION_LAKEHOUSE", str(root))
         settings = load_settings()
         base = os.path.join(settings.location("warehouse"), settings.schema)
-        tables[side] = {(layer, entity): spark.read.format("delta").load(
-            os.path.join(base, settings.table_name(layer, entity))) for layer in LAYERS for entity in ENTITIES}
+        tables[side] = {
+            (layer, entity): spark.read.format("delta").load(os.path.join(base, settings.table_name(layer, entity)))
+            for layer in LAYERS
+            for entity in ENTITIES
+        }
     problems, counts = [], {}
     for (layer, entity), backfilled in tables["backfill"].items():
         sequential = tables["sequential"][(layer, entity)]
@@ -170,5 +212,6 @@ def test_backfill_through_airflow_equals_the_hours_run_one_at_a_time(tmp_path, m
     assert sum(r["summary"]["changed_rows"]["patients"] for r in backfill_runs) > 0
 
     runs = "; ".join(f"{layer}: {[r['dag_run_id'] for r in summary[layer]['dag_runs']]}" for layer in LAYERS)
-    assert problems == [], "\n".join(map(str, problems)) + \
-        f"\nrow counts (backfill, sequential): {counts}\nruns: {runs}"
+    assert problems == [], (
+        "\n".join(map(str, problems)) + f"\nrow counts (backfill, sequential): {counts}\nruns: {runs}"
+    )

@@ -1,4 +1,5 @@
 """A whole hourly cycle through the real Airflow components (scheduler, dag-processor, triggerer, api-server)."""
+
 from __future__ import annotations
 
 import io
@@ -38,8 +39,12 @@ def _free_port() -> int:
 def airflow(tmp_path_factory):
     """The four Airflow components, started once for the module's cycles."""
     home = tmp_path_factory.mktemp("cycle")
-    env = {"AIRFLOW_HOME": str(home / "airflow"), "MEDALLION_LAKEHOUSE": str(home / "lakehouse"),
-           "MEDALLION_PATIENTS_PER_BATCH": "0", "MEDALLION_AIRFLOW_PORT": str(_free_port())}
+    env = {
+        "AIRFLOW_HOME": str(home / "airflow"),
+        "MEDALLION_LAKEHOUSE": str(home / "lakehouse"),
+        "MEDALLION_PATIENTS_PER_BATCH": "0",
+        "MEDALLION_AIRFLOW_PORT": str(_free_port()),
+    }
     saved = {k: os.environ.get(k) for k in [*env, "AIRFLOW_CONN_SMTP_DEFAULT"]}
     os.environ.update(env)
     try:
@@ -55,8 +60,13 @@ def airflow(tmp_path_factory):
 
 
 def _cycle(airflow: dict, interval_start: datetime, summary: Path) -> dict:
-    summaries = airflow_local.run_cycle(airflow["api"], airflow["stack"], timeout=600, interval_start=interval_start,
-                                        conf={"patients_per_batch": PATIENTS})
+    summaries = airflow_local.run_cycle(
+        airflow["api"],
+        airflow["stack"],
+        timeout=600,
+        interval_start=interval_start,
+        conf={"patients_per_batch": PATIENTS},
+    )
     report = io.StringIO()
     with redirect_stdout(report):
         airflow_local.print_report(summaries)
@@ -68,8 +78,7 @@ def _cycle(airflow: dict, interval_start: datetime, summary: Path) -> dict:
 
 @pytest.mark.slow
 def test_hourly_cycle_through_airflow_is_consistent_and_rerunnable(airflow, tmp_path, monkeypatch, spark):
-    interval_start = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) \
-        - timedelta(hours=HOURS_BACK)
+    interval_start = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=HOURS_BACK)
     lake_root = airflow["home"] / "lakehouse"
     first = _cycle(airflow, interval_start, tmp_path / "first.json")
     assert first["interval_start"] == interval_start.isoformat()
@@ -83,8 +92,9 @@ def test_hourly_cycle_through_airflow_is_consistent_and_rerunnable(airflow, tmp_
         assert counts[settings.table_name("bronze", entity)] == n == stats["rows_in"]
         # nothing lost: every landed row is in silver, in quarantine, held for its patient, or a duplicate
         assert n == stats["valid"] + stats["quarantined"] + stats["exact_duplicates"] + stats["held"]
-        assert counts[settings.table_name("quarantine", entity)] == stats["quarantined"] \
-            + stats["expired_to_quarantine"]
+        assert (
+            counts[settings.table_name("quarantine", entity)] == stats["quarantined"] + stats["expired_to_quarantine"]
+        )
         assert counts[settings.table_name("silver", entity)] == stats["inserted"]
         if entity != "patients":  # every patient of the hour arrived: only the injected orphans stay held
             kind = {"claims": "claim_orphan_patient", "medical_events": "event_orphan_patient"}[entity]
@@ -114,8 +124,11 @@ def test_hourly_cycle_through_airflow_is_consistent_and_rerunnable(airflow, tmp_
     # every task log of the run exists, and no patient name or identifier from the landing files reached any of
     # them (the jobs' own output, Spark's, Soda's and Airflow's: everything the task logs hold)
     bronze_patients = lake.read(settings.table_name("bronze", "patients")).collect()
-    names = {f"{r.first_name} {r.last_name}" for r in bronze_patients} | \
-        {f",{r.first_name}," for r in bronze_patients} | {f'"{r.first_name}"' for r in bronze_patients}
+    names = (
+        {f"{r.first_name} {r.last_name}" for r in bronze_patients}
+        | {f",{r.first_name}," for r in bronze_patients}
+        | {f'"{r.first_name}"' for r in bronze_patients}
+    )
     ids = {r.patient_id for r in bronze_patients}
     for entity, key in (("claims", "claim_id"), ("medical_events", "event_id")):
         ids |= {r[key] for r in lake.read(settings.table_name("bronze", entity)).select(key).collect()}

@@ -4,6 +4,7 @@ The browser test drives Debian's chromium through Selenium + chromium-driver (in
 three monitoring runs left behind, checks that it loads without console errors and that every chart drew its data,
 and saves a screenshot under tests/artifacts/ (git-ignored).
 """
+
 from __future__ import annotations
 
 import re
@@ -28,6 +29,7 @@ def history(tmp_path_factory, spark):
     from medallion.config import load_settings
 
     from .conftest import Tables
+
     old = os.environ["MEDALLION_LAKEHOUSE"]
     os.environ["MEDALLION_LAKEHOUSE"] = str(tmp_path_factory.mktemp("dash") / "lakehouse")
     try:
@@ -37,13 +39,15 @@ def history(tmp_path_factory, spark):
 
         from medallion import monitor
         from medallion.cli import run_job
+
         settings = load_settings()
         t = Tables(spark, settings)
         rng = np.random.default_rng(3)
         # patients: 3000 landed rows, exactly what the three silver runs below account for (reconciliation balances);
         # claims and events: a last batch far below the others (a volume anomaly)
-        t.bronze("patients", {f"2026-11-27T{h:02d}00Z": n for h, n in enumerate([500, 510, 495, 505, 490, 500])},
-                 ago(20))
+        t.bronze(
+            "patients", {f"2026-11-27T{h:02d}00Z": n for h, n in enumerate([500, 510, 495, 505, 490, 500])}, ago(20)
+        )
         batches = {f"2026-11-27T{h:02d}00Z": n for h, n in enumerate([300, 310, 295, 305, 290, 120])}
         for entity in ("claims", "medical_events"):
             t.bronze(entity, batches, ago(20))
@@ -51,11 +55,24 @@ def history(tmp_path_factory, spark):
         t.quarantine("claims", [["valid_claim_amount"]] * 4 + [["patient_exists"]], ago(20))
         summaries = []
         for i, (valid, bad) in enumerate([(995, 2), (990, 8), (998, 1)]):
-            t.silver_run(f"s{i}", "patients", ago(15 - i), 1000, valid, bad, dups=1000 - valid - bad,
-                         by_rule={"valid_age": bad})
-            t.write(settings.table_name("silver", "patients"), SILVER_PATIENTS,
-                    [(f"P{i}{j:04d}", int(np.clip(rng.normal(45 + 6 * i, 15), 18, 85)), float(rng.normal(28, 6)),
-                      float(rng.lognormal(9, 0.5)), ago(14 - i), f"s{i}") for j in range(300)])
+            t.silver_run(
+                f"s{i}", "patients", ago(15 - i), 1000, valid, bad, dups=1000 - valid - bad, by_rule={"valid_age": bad}
+            )
+            t.write(
+                settings.table_name("silver", "patients"),
+                SILVER_PATIENTS,
+                [
+                    (
+                        f"P{i}{j:04d}",
+                        int(np.clip(rng.normal(45 + 6 * i, 15), 18, 85)),
+                        float(rng.normal(28, 6)),
+                        float(rng.lognormal(9, 0.5)),
+                        ago(14 - i),
+                        f"s{i}",
+                    )
+                    for j in range(300)
+                ],
+            )
             out = io.StringIO()
             with redirect_stdout(out):
                 assert run_job("monitor", monitor.run, None, ["--run-id", f"monitor_{i}"]) == 0
@@ -85,12 +102,19 @@ def test_the_page_holds_every_chart_with_data_and_no_patient_data(history):
 def test_the_dashboard_renders_in_headless_chromium_without_console_errors(history):
     from selenium import webdriver
     from selenium.webdriver.common.by import By
+
     chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
     if not (chromium and driver_path):
         pytest.fail("chromium and chromium-driver are needed (.ci/run installs them from Debian)")
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,2200"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,2200",
+    ):
         options.add_argument(arg)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=driver_path))
@@ -102,8 +126,10 @@ def test_the_dashboard_renders_in_headless_chromium_without_console_errors(histo
             assert figure.is_displayed() and int(figure.get_attribute("data-points")) > 0, chart
             drawn = figure.find_elements(By.CSS_SELECTOR, "svg circle.point, svg rect.bar")
             assert drawn, f"{chart}: nothing drawn"
-            box = driver.execute_script("const r = arguments[0].getBoundingClientRect(); return [r.width, r.height];",
-                                        figure.find_element(By.TAG_NAME, "svg"))
+            box = driver.execute_script(
+                "const r = arguments[0].getBoundingClientRect(); return [r.width, r.height];",
+                figure.find_element(By.TAG_NAME, "svg"),
+            )
             assert box[0] > 200 and box[1] > 80, (chart, box)
         # the 99.5 % target line is drawn inside the quality chart
         ref = driver.find_element(By.CSS_SELECTOR, "#quality line.ref")

@@ -1,4 +1,5 @@
 """The monitoring job's measures on small hand-made tables: each test would fail if its measure broke."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -30,21 +31,45 @@ def test_quality_scores_and_rule_counts_come_from_silver_run_figures_of_this_win
     # earlier silver runs (before the previous monitoring run) only count all-time
     tables.silver_run("s1", "patients", ago(120), 1000, 990, 10, by_rule={"valid_age": 6, "valid_bmi": 4})
     tables.silver_run("s1", "claims", ago(120), 1000, 1000, 0)
-    tables.write(settings.raw["monitoring"]["tables"]["quality"], MONITORING["quality"],
-                 [("m0", ago(60), "overall", 0, 0, None, 0, 0, None, 0.995, False, "silver_runs")])
+    tables.write(
+        settings.raw["monitoring"]["tables"]["quality"],
+        MONITORING["quality"],
+        [("m0", ago(60), "overall", 0, 0, None, 0, 0, None, 0.995, False, "silver_runs")],
+    )
     # this window: patients clean; claims with 4 quarantined + 1 expired, 5 released from held
     tables.silver_run("s2", "patients", ago(10), 500, 500, 0)
-    tables.silver_run("s2", "claims", ago(10), 404, 400, 4, released=5, expired=1,
-                      by_rule={"valid_claim_amount": 3, "valid_claim_status": 2, "patient_exists": 1})
-    tables.quarantine("claims", [["valid_claim_amount"], ["valid_claim_amount", "valid_claim_status"],
-                                 ["valid_claim_amount"], ["valid_claim_status"], ["patient_exists"]], ago(10))
+    tables.silver_run(
+        "s2",
+        "claims",
+        ago(10),
+        404,
+        400,
+        4,
+        released=5,
+        expired=1,
+        by_rule={"valid_claim_amount": 3, "valid_claim_status": 2, "patient_exists": 1},
+    )
+    tables.quarantine(
+        "claims",
+        [
+            ["valid_claim_amount"],
+            ["valid_claim_amount", "valid_claim_status"],
+            ["valid_claim_amount"],
+            ["valid_claim_status"],
+            ["patient_exists"],
+        ],
+        ago(10),
+    )
     tables.quarantine("patients", [["valid_age"]] * 6 + [["valid_bmi"]] * 4, ago(120))
 
     summary = run_job("monitor", "--run-id", "m1")
     q = summary["quality"]
     assert summary["previous_monitoring_run"] == "m0" and summary["quality_source"] == "silver_runs"
     assert q["patients"] == {"score": 1.0, "total_score": round(1490 / 1500, 6), "valid": 500, "quarantined": 0}
-    assert q["claims"]["score"] == round(405 / 410, 6) and (q["claims"]["valid"], q["claims"]["quarantined"]) == (405, 5)
+    assert q["claims"]["score"] == round(405 / 410, 6) and (q["claims"]["valid"], q["claims"]["quarantined"]) == (
+        405,
+        5,
+    )
     assert q["overall"]["score"] == round(905 / 910, 6) == summary["quality_score"]
     kinds = {(b["kind"], b["subject"]) for b in summary["breaches"]}
     assert ("quality_score", "claims") in kinds and ("quality_score", "overall") in kinds
@@ -52,8 +77,10 @@ def test_quality_scores_and_rule_counts_come_from_silver_run_figures_of_this_win
     assert all(b["new"] for b in summary["breaches"])
 
     lake = tables.lake
-    rules = {(r["entity"], r["rule"]): (r["window_rows"], r["total_rows"]) for r in
-             lake.read(settings.raw["monitoring"]["tables"]["quarantine_rules"]).where("run_id = 'm1'").collect()}
+    rules = {
+        (r["entity"], r["rule"]): (r["window_rows"], r["total_rows"])
+        for r in lake.read(settings.raw["monitoring"]["tables"]["quarantine_rules"]).where("run_id = 'm1'").collect()
+    }
     assert rules[("claims", "valid_claim_amount")] == (3, 3)
     assert rules[("claims", "patient_exists")] == (1, 1)
     assert rules[("patients", "valid_age")] == (0, 6)  # quarantined before this window
@@ -68,14 +95,19 @@ def test_quality_scores_and_rule_counts_come_from_silver_run_figures_of_this_win
     assert again["quality"]["claims"]["score"] is None  # no silver run since m1
     assert not any(b["kind"] == "quality_score" for b in again["breaches"])
     # silver claims rows that never landed in bronze (no bronze tables here): unbalanced in m1 and again in m2
-    assert {(b["kind"], b["subject"], b["new"]) for b in again["breaches"] if b["kind"] == "reconciliation"} == \
-        {("reconciliation", "patients", True), ("reconciliation", "claims", True)}
+    assert {(b["kind"], b["subject"], b["new"]) for b in again["breaches"] if b["kind"] == "reconciliation"} == {
+        ("reconciliation", "patients", True),
+        ("reconciliation", "claims", True),
+    }
     assert again["reconciliation"] == {"patients": False, "claims": False, "medical_events": None}
 
 
 def test_quality_falls_back_to_counting_tables_without_silver_run_figures(tables, settings):
-    tables.write(settings.table_name("silver", "patients"), SILVER_PATIENTS,
-                 [(f"P{i:05d}", 40, 25.0, 9000.0, ago(5), "s1") for i in range(99)])
+    tables.write(
+        settings.table_name("silver", "patients"),
+        SILVER_PATIENTS,
+        [(f"P{i:05d}", 40, 25.0, 9000.0, ago(5), "s1") for i in range(99)],
+    )
     tables.quarantine("patients", [["valid_age"]], ago(5))
     rows, source = metrics.quality(tables.measure())
     assert source == "tables"
@@ -115,15 +147,24 @@ def test_drift_captures_a_baseline_then_flags_a_shifted_distribution(tables, set
     table = settings.table_name("silver", "patients")
 
     def patients(n, age_mu, when, tag):
-        return [(f"{tag}{i:05d}", int(np.clip(rng.normal(age_mu, 15), 18, 85)), float(rng.normal(28, 6)),
-                 float(rng.lognormal(9, 0.5)), when, tag) for i in range(n)]
+        return [
+            (
+                f"{tag}{i:05d}",
+                int(np.clip(rng.normal(age_mu, 15), 18, 85)),
+                float(rng.normal(28, 6)),
+                float(rng.lognormal(9, 0.5)),
+                when,
+                tag,
+            )
+            for i in range(n)
+        ]
 
     tables.write(table, SILVER_PATIENTS, patients(400, 45, ago(3 * 24 * 60), "old"))
     rows, captured = metrics.drift(tables.measure(), {})
     by_col = {r["column_name"]: r for r in rows}
     assert {c["column_name"] for c in captured} == {"age", "bmi", "charges"}
     assert by_col["age"]["status"] == "insufficient_data"  # nothing processed in the last 24 h
-    assert by_col["claim_amount"]["status"] == "no_data"   # no silver_claims yet
+    assert by_col["claim_amount"]["status"] == "no_data"  # no silver_claims yet
     age_base = next(c for c in captured if c["column_name"] == "age")
     assert len(age_base["proportions"]) == len(age_base["edges"]) + 1 and abs(sum(age_base["proportions"]) - 1) < 1e-9
 
@@ -167,8 +208,9 @@ def test_audit_counts_change_data_feed_writes_per_table_and_writer_run(tables, s
     assert rows[0]["operations"]["WRITE"] == 2
     tables.lake.delta("bronze_patients").delete("row_key = '2026-11-27T0500Z-0'")
     rows = [r for r in metrics.audit(tables.measure(), {"bronze_patients": 2}) if r["table_name"] == "bronze_patients"]
-    assert [(r["from_version"], r["to_version"], r["commits"], r["deletes"], r["inserts"]) for r in rows] == \
-        [(3, 3, 1, 1, 0)]
+    assert [(r["from_version"], r["to_version"], r["commits"], r["deletes"], r["inserts"]) for r in rows] == [
+        (3, 3, 1, 1, 0)
+    ]
     rows = [r for r in metrics.audit(tables.measure(), {"bronze_patients": 3}) if r["table_name"] == "bronze_patients"]
     assert [(r["commits"], r["inserts"]) for r in rows] == [(0, 0)]  # nothing written since
 

@@ -1,4 +1,5 @@
 """What the job tests share: landing files written by hand (CSV with the landing header) and tables read back."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -3,6 +3,7 @@
 One landing zone holds one file per malformed kind next to a clean file; a single bronze run must ingest all of
 them (one bad file never stops the others), and each test below checks what became of one kind.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -21,8 +22,9 @@ from medallion.lakehouse import Lakehouse
 from medallion.schemas import landing_columns
 
 HEADER = ",".join(landing_columns("patients"))
-CLEAN = ["P{:07d},Ann,Lee,40,FEMALE,SOUTHWEST,25.5,false,1,9000.5,GOLD,2025-01-01,2026-11-27 05:10:00".format(i)
-         for i in range(1, 4)]
+CLEAN = [
+    f"P{i:07d},Ann,Lee,40,FEMALE,SOUTHWEST,25.5,false,1,9000.5,GOLD,2025-01-01,2026-11-27 05:10:00" for i in range(1, 4)
+]
 LONG_NAME = "N" * 2_000_000  # a 2 MB value: one over-long line
 
 KINDS: dict[str, bytes] = {
@@ -30,23 +32,35 @@ KINDS: dict[str, bytes] = {
     "empty/patients.csv": b"",
     "header_only/patients.csv": (HEADER + "\n").encode(),
     # a row with one field too many, and a file whose header has an extra column
-    "extra_row/patients.csv": (f"{HEADER}\nP0000010,Ann,Lee,40,FEMALE,SOUTHWEST,25.5,false,1,9000.5,GOLD,"
-                               "2025-01-01,2026-11-27 05:10:00,SURPLUS\n").encode(),
-    "extra_header/patients.csv": (f"{HEADER},loyalty_tier\nP0000011,Ann,Lee,40,FEMALE,SOUTHWEST,25.5,false,1,"
-                                  "9000.5,GOLD,2025-01-01,2026-11-27 05:10:00,GOLD_STAR\n").encode(),
+    "extra_row/patients.csv": (
+        f"{HEADER}\nP0000010,Ann,Lee,40,FEMALE,SOUTHWEST,25.5,false,1,9000.5,GOLD,"
+        "2025-01-01,2026-11-27 05:10:00,SURPLUS\n"
+    ).encode(),
+    "extra_header/patients.csv": (
+        f"{HEADER},loyalty_tier\nP0000011,Ann,Lee,40,FEMALE,SOUTHWEST,25.5,false,1,"
+        "9000.5,GOLD,2025-01-01,2026-11-27 05:10:00,GOLD_STAR\n"
+    ).encode(),
     # a row with fields missing, and a file whose header lacks columns (in another order)
     "missing_row/patients.csv": f"{HEADER}\nP0000012,Ann,Lee,40\n".encode(),
     "missing_header/patients.csv": b"age,patient_id,sex\n41,P0000013,MALE\n",
-    "wrong_types/patients.csv": (f"{HEADER}\nP0000014,Ann,Lee,forty,FEMALE,SOUTHWEST,heavy,maybe,1,9000.5,GOLD,"
-                                 "2025-01-01,2026-11-27 05:10:00\n").encode(),
-    "non_utf8/patients.csv": (f"{HEADER}\n".encode() + b"P0000015,Jos\xe9,Lee,40,FEMALE,SOUTHWEST,25.5,false,1,"
-                              b"9000.5,GOLD,2025-01-01,2026-11-27 05:10:00\n"),
-    "crlf/patients.csv": (f"{HEADER}\r\nP0000016,Ann,Lee,40,FEMALE,SOUTHWEST,25.5,false,1,9000.5,GOLD,2025-01-01,"
-                          "2026-11-27 05:10:00\r\n").encode(),
-    "quoted/patients.csv": (f'{HEADER}\nP0000017,"Ann, Jr.","Lee\nSmith",40,FEMALE,SOUTHWEST,25.5,false,1,'
-                            '9000.5,GOLD,2025-01-01,2026-11-27 05:10:00\n').encode(),
-    "long_line/patients.csv": (f"{HEADER}\nP0000018,{LONG_NAME},Lee,40,FEMALE,SOUTHWEST,25.5,false,1,9000.5,"
-                               "GOLD,2025-01-01,2026-11-27 05:10:00\n").encode(),
+    "wrong_types/patients.csv": (
+        f"{HEADER}\nP0000014,Ann,Lee,forty,FEMALE,SOUTHWEST,heavy,maybe,1,9000.5,GOLD,2025-01-01,2026-11-27 05:10:00\n"
+    ).encode(),
+    "non_utf8/patients.csv": (
+        f"{HEADER}\n".encode() + b"P0000015,Jos\xe9,Lee,40,FEMALE,SOUTHWEST,25.5,false,1,"
+        b"9000.5,GOLD,2025-01-01,2026-11-27 05:10:00\n"
+    ),
+    "crlf/patients.csv": (
+        f"{HEADER}\r\nP0000016,Ann,Lee,40,FEMALE,SOUTHWEST,25.5,false,1,9000.5,GOLD,2025-01-01,2026-11-27 05:10:00\r\n"
+    ).encode(),
+    "quoted/patients.csv": (
+        f'{HEADER}\nP0000017,"Ann, Jr.","Lee\nSmith",40,FEMALE,SOUTHWEST,25.5,false,1,'
+        "9000.5,GOLD,2025-01-01,2026-11-27 05:10:00\n"
+    ).encode(),
+    "long_line/patients.csv": (
+        f"{HEADER}\nP0000018,{LONG_NAME},Lee,40,FEMALE,SOUTHWEST,25.5,false,1,9000.5,"
+        "GOLD,2025-01-01,2026-11-27 05:10:00\n"
+    ).encode(),
     "gzip/patients.csv.gz": gzip.compress(("\n".join([HEADER, "P0000019" + CLEAN[0][8:]]) + "\n").encode()),
     "unreadable/patients.csv.gz": gzip.compress((HEADER + "\n" + "\n".join(CLEAN) + "\n").encode())[:25],
 }
@@ -70,8 +84,14 @@ def landed(spark, tmp_path_factory):
             rows.setdefault(r["_source_file"].split("/landing/")[1], []).append(r)
         ops = {r["file_path"]: r for r in lake.read("ops_bronze_files").collect()}
         again = _run_bronze(["--entities", "patients"])
-        yield {"summary": summary["tables"]["patients"], "rows": rows, "ops": ops, "again": again,
-               "lake": lake, "settings": settings}
+        yield {
+            "summary": summary["tables"]["patients"],
+            "rows": rows,
+            "ops": ops,
+            "again": again,
+            "lake": lake,
+            "settings": settings,
+        }
 
 
 def _run_bronze(argv: list[str]) -> dict:
@@ -80,6 +100,7 @@ def _run_bronze(argv: list[str]) -> dict:
 
     from medallion import bronze
     from medallion.cli import run_job
+
     out = io.StringIO()
     with redirect_stdout(out):
         code = run_job("bronze", bronze.run, bronze.add_arguments, argv)
@@ -110,16 +131,25 @@ def test_clean_rows_keep_their_values_and_carry_lineage(landed):
     rows = sorted(landed["rows"]["clean/patients.csv"], key=lambda r: r["patient_id"])
     assert [r["patient_id"] for r in rows] == ["P0000001", "P0000002", "P0000003"]
     r = rows[0]
-    assert (r["age"], r["bmi"], r["smoker"], r["charges"], r["timestamp"]) == (40, 25.5, False, 9000.5,
-                                                                               "2026-11-27 05:10:00")
+    assert (r["age"], r["bmi"], r["smoker"], r["charges"], r["timestamp"]) == (
+        40,
+        25.5,
+        False,
+        9000.5,
+        "2026-11-27 05:10:00",
+    )
     assert r["_rescued_data"] is None and r["_pipeline_env"] == "local" and r["_run_id"] == "bronze-kinds"
     assert r["_source_file"].endswith("/landing/clean/patients.csv") and r["_source_modified_at"] is not None
     assert r["_ingest_date"] == r["_ingested_at"].date()
 
 
 def test_empty_file_is_recorded_with_no_rows(landed):
-    assert _file(landed, "empty/patients.csv") == {"file": "empty/patients.csv", "status": "empty", "rows": 0,
-                                                   "rescued_rows": 0}
+    assert _file(landed, "empty/patients.csv") == {
+        "file": "empty/patients.csv",
+        "status": "empty",
+        "rows": 0,
+        "rescued_rows": 0,
+    }
 
 
 def test_header_only_file_is_recorded_with_no_rows(landed):
@@ -205,8 +235,11 @@ def test_tables_are_append_only_with_change_feed_and_layer_property(landed):
 
 # ---- exactly once across crashes --------------------------------------------------------------------------
 
-H = [("2026-11-27T05:00:00Z", "2026-11-27T06:00:00Z"), ("2026-11-27T06:00:00Z", "2026-11-27T07:00:00Z"),
-     ("2026-11-27T07:00:00Z", "2026-11-27T08:00:00Z")]
+H = [
+    ("2026-11-27T05:00:00Z", "2026-11-27T06:00:00Z"),
+    ("2026-11-27T06:00:00Z", "2026-11-27T07:00:00Z"),
+    ("2026-11-27T07:00:00Z", "2026-11-27T08:00:00Z"),
+]
 
 
 def _generate(run_job, patients: int) -> dict[str, int]:
@@ -224,7 +257,9 @@ def _assert_exact(spark, settings, totals):
         df = lake.read(settings.table_name("bronze", entity))
         assert df.count() == n, entity
         # every file's rows landed once: per-file counts match the ops records of ingested files
-        per_file = {r["_source_file"].split("/landing/")[1]: r["count"] for r in df.groupBy("_source_file").count().collect()}
+        per_file = {
+            r["_source_file"].split("/landing/")[1]: r["count"] for r in df.groupBy("_source_file").count().collect()
+        }
         ops = lake.read("ops_bronze_files").where(f"table_name = 'data_eng.bronze_{entity}'").collect()
         assert sorted((r["file_path"], r["rows"]) for r in ops) == sorted(per_file.items())
 
@@ -250,8 +285,13 @@ def test_a_bronze_job_killed_mid_write_leaves_no_duplicate_and_no_gap(run_job, s
     totals = {"patients": _generate(run_job, 3000)["patients"]}
     checkpoint = Path(settings.location("checkpoints")) / "bronze_patients"
     exe = Path(sys.executable).with_name("medallion-bronze")
-    proc = subprocess.Popen([str(exe), "--entities", "patients", "--run-id", "killed"], env=dict(os.environ), start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [str(exe), "--entities", "patients", "--run-id", "killed"],
+        env=dict(os.environ),
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 180
     # kill while batch 1 runs: its offsets are written, its commit is not
     while time.time() < deadline and proc.poll() is None:
@@ -270,6 +310,7 @@ def test_a_bronze_job_killed_mid_write_leaves_no_duplicate_and_no_gap(run_job, s
 
 def test_the_real_summary_drives_the_failed_file_alert_and_carries_no_patient_data(landed):
     from medallion_airflow.alerts import unreadable_files_email
+
     subject, body = unreadable_files_email({"tables": {"patients": landed["summary"]}}, "medallion_bronze", "r1")
     assert subject.startswith("[medallion] 1 landing file(s)") and "unreadable/patients.csv.gz" in body
     text = json.dumps(landed["summary"]) + subject + body

@@ -1,4 +1,5 @@
 """The job contract's summary line: what `run_job` prints last is what its readers (operator, alerts) parse."""
+
 from __future__ import annotations
 
 from medallion.cli import JobError, last_summary, parse_summary, run_job

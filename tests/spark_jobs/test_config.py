@@ -1,4 +1,5 @@
 """The config loader: pipeline.yaml + environment + flags, and the rule catalog compiled from it."""
+
 from __future__ import annotations
 
 import pytest

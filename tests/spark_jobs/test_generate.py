@@ -1,4 +1,5 @@
 """The generator: deterministic per interval, ids unique across intervals, clean rows referentially intact."""
+
 from __future__ import annotations
 
 import csv
@@ -89,12 +90,26 @@ def test_manifest_lists_exactly_the_rows_that_differ_from_clean_output(run_job, 
 
 def _spec(**over):
     gen, quality = load_raw()["generator"], load_raw()["quality"]
-    p = {"hour": 493000, "seed": 7, "interval_start": "2026-11-27T05:00:00+00:00", "interval_seconds": 3600,
-         "block_size": 5000, "plans": gen["insurance_plans"], "status_mix": gen["claim_status_mix"],
-         "event_types": quality["vocabularies"]["event_type"], "providers": gen["providers"],
-         "diagnosis_codes": gen["diagnosis_codes"], "procedure_codes": gen["procedure_codes"],
-         "claims_mean": 3.5, "events_mean": 5.5, "changes": gen["changes"], "defects": {"rate": 0.0},
-         "columns": {e: landing_columns(e) for e in ENTITIES}, "files": load_raw()["landing_files"], "history": []}
+    p = {
+        "hour": 493000,
+        "seed": 7,
+        "interval_start": "2026-11-27T05:00:00+00:00",
+        "interval_seconds": 3600,
+        "block_size": 5000,
+        "plans": gen["insurance_plans"],
+        "status_mix": gen["claim_status_mix"],
+        "event_types": quality["vocabularies"]["event_type"],
+        "providers": gen["providers"],
+        "diagnosis_codes": gen["diagnosis_codes"],
+        "procedure_codes": gen["procedure_codes"],
+        "claims_mean": 3.5,
+        "events_mean": 5.5,
+        "changes": gen["changes"],
+        "defects": {"rate": 0.0},
+        "columns": {e: landing_columns(e) for e in ENTITIES},
+        "files": load_raw()["landing_files"],
+        "history": [],
+    }
     p.update(over)
     return p
 

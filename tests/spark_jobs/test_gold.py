@@ -1,10 +1,11 @@
 """Gold: SCD2 history (new and out-of-order versions), point-in-time fact keys, the change data feed trail, and the
 metric views, against independently computed truth."""
+
 from __future__ import annotations
 
 import csv
 from collections import defaultdict
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,8 +16,19 @@ from medallion import views
 from medallion.lakehouse import Lakehouse
 
 # the attributes whose change makes a new dim version (names compared in clear here, tokens in gold)
-TRACKED = ["first_name", "last_name", "age", "sex", "region", "bmi", "smoker", "children", "charges",
-           "insurance_plan", "coverage_start_date"]
+TRACKED = [
+    "first_name",
+    "last_name",
+    "age",
+    "sex",
+    "region",
+    "bmi",
+    "smoker",
+    "children",
+    "charges",
+    "insurance_plan",
+    "coverage_start_date",
+]
 
 
 def _patient(ts: str, bmi: float) -> str:
@@ -28,17 +40,32 @@ def _cycle(run_job):
 
 
 def test_scd2_new_version_splits_history_and_facts_follow_the_date(run_job, spark, settings):
-    write_landing(settings, "2026-11-20T0500Z", "patients", PATIENTS_HEADER +
-                   "P0000001,Ann,Lee,40,FEMALE,SOUTHWEST,25.0,false,1,9000.5,GOLD,2025-01-01,2026-11-20 05:10:00\n")
-    write_landing(settings, "2026-11-20T0500Z", "claims", CLAIMS_HEADER +
-                   "C0000001,P0000001,100,2026-11-21,I10,99213,SUBMITTED\n")
+    write_landing(
+        settings,
+        "2026-11-20T0500Z",
+        "patients",
+        PATIENTS_HEADER
+        + "P0000001,Ann,Lee,40,FEMALE,SOUTHWEST,25.0,false,1,9000.5,GOLD,2025-01-01,2026-11-20 05:10:00\n",
+    )
+    write_landing(
+        settings, "2026-11-20T0500Z", "claims", CLAIMS_HEADER + "C0000001,P0000001,100,2026-11-21,I10,99213,SUBMITTED\n"
+    )
     run_job("bronze"), run_job("silver"), run_job("gold")
     # a week later: a new version (bmi changed), a claim after it, and the first claim's status update
-    write_landing(settings, "2026-11-27T0500Z", "patients", PATIENTS_HEADER +
-                   "P0000001,Ann,Lee,40,FEMALE,SOUTHWEST,31.0,false,1,9900.0,GOLD,2025-01-01,2026-11-27 05:10:00\n")
-    write_landing(settings, "2026-11-27T0500Z", "claims", CLAIMS_HEADER +
-                   "C0000001,P0000001,100,2026-11-21,I10,99213,PAID\n"
-                   "C0000002,P0000001,50,2026-11-27,I10,99213,SUBMITTED\n")
+    write_landing(
+        settings,
+        "2026-11-27T0500Z",
+        "patients",
+        PATIENTS_HEADER
+        + "P0000001,Ann,Lee,40,FEMALE,SOUTHWEST,31.0,false,1,9900.0,GOLD,2025-01-01,2026-11-27 05:10:00\n",
+    )
+    write_landing(
+        settings,
+        "2026-11-27T0500Z",
+        "claims",
+        CLAIMS_HEADER + "C0000001,P0000001,100,2026-11-21,I10,99213,PAID\n"
+        "C0000002,P0000001,50,2026-11-27,I10,99213,SUBMITTED\n",
+    )
     run_job("bronze"), run_job("silver"), run_job("gold")
     dim = sorted(table(spark, settings, "gold", "patients").collect(), key=lambda r: r.effective_from)
     assert [(r.bmi, r.is_current) for r in dim] == [(25.0, False), (31.0, True)]
@@ -49,9 +76,14 @@ def test_scd2_new_version_splits_history_and_facts_follow_the_date(run_job, spar
     # the claim keeps its latest status; the earlier one stays traceable in silver's and gold's change data feed
     lake = Lakehouse(spark, settings)
     for name in (settings.table_name("silver", "claims"), settings.table_name("gold", "claims")):
-        trail = (lake.read_changes(name, 0, lake.version(name)).filter("claim_id = 'C0000001'")
-                 .filter(F.col("_change_type").isin("insert", "update_postimage"))
-                 .orderBy("_commit_version").select("claim_status").collect())
+        trail = (
+            lake.read_changes(name, 0, lake.version(name))
+            .filter("claim_id = 'C0000001'")
+            .filter(F.col("_change_type").isin("insert", "update_postimage"))
+            .orderBy("_commit_version")
+            .select("claim_status")
+            .collect()
+        )
         assert [r.claim_status for r in trail] == ["SUBMITTED", "PAID"], name
     # re-running gold changes nothing
     before = sorted(map(tuple, table(spark, settings, "gold", "claims").drop("_updated_at").collect()))
@@ -60,12 +92,23 @@ def test_scd2_new_version_splits_history_and_facts_follow_the_date(run_job, spar
 
 
 def test_an_out_of_order_version_is_cut_into_its_place_and_facts_follow(run_job, spark, settings):
-    write_landing(settings, "2026-11-20T0500Z", "patients", PATIENTS_HEADER + _patient("2026-11-01 05:00:00", 25.0)
-          + _patient("2026-11-20 05:00:00", 31.0))
-    write_landing(settings, "2026-11-20T0500Z", "claims", CLAIMS_HEADER + "C0000001,P0000007,100,2026-11-05,I10,99213,PAID\n"
-          + "C0000002,P0000007,80,2026-11-12,I10,99213,DENIED\n" + "C0000003,P0000007,60,2026-11-21,I10,99213,PAID\n"
-          + "C0000004,P0000007,40,2026-10-01,I10,99213,PAID\n"  # dated before every version: gets the first
-          + "C0000005,P0000007,20,2026-11-27,I10,99213,PAID\n")
+    write_landing(
+        settings,
+        "2026-11-20T0500Z",
+        "patients",
+        PATIENTS_HEADER + _patient("2026-11-01 05:00:00", 25.0) + _patient("2026-11-20 05:00:00", 31.0),
+    )
+    write_landing(
+        settings,
+        "2026-11-20T0500Z",
+        "claims",
+        CLAIMS_HEADER
+        + "C0000001,P0000007,100,2026-11-05,I10,99213,PAID\n"
+        + "C0000002,P0000007,80,2026-11-12,I10,99213,DENIED\n"
+        + "C0000003,P0000007,60,2026-11-21,I10,99213,PAID\n"
+        + "C0000004,P0000007,40,2026-10-01,I10,99213,PAID\n"  # dated before every version: gets the first
+        + "C0000005,P0000007,20,2026-11-27,I10,99213,PAID\n",
+    )
     _cycle(run_job)
     # a week later, a version stamped 2026-11-10 arrives — between the two known ones —, one stamped 2026-10-15 —
     # before all of them: no known interval changes, yet the claim of 10-01 now belongs to it — and an identical re-send
@@ -79,12 +122,18 @@ def test_an_out_of_order_version_is_cut_into_its_place_and_facts_follow(run_job,
         (22.0, "2026-10-15 05:00:00", "2026-11-01 05:00:00", False),
         (25.0, "2026-11-01 05:00:00", "2026-11-10 05:00:00", False),
         (28.0, "2026-11-10 05:00:00", "2026-11-20 05:00:00", False),
-        (31.0, "2026-11-20 05:00:00", "None", True)]
+        (31.0, "2026-11-20 05:00:00", "None", True),
+    ]
     keys = {r.bmi: r.patient_key for r in dim}
     facts = {r.claim_id: r.patient_key for r in table(spark, settings, "gold", "claims").collect()}
     # the claim of 11-12 was on the first version; after the re-cut it belongs to the late one
-    assert facts == {"C0000001": keys[25.0], "C0000002": keys[28.0], "C0000003": keys[31.0], "C0000004": keys[22.0],
-                     "C0000005": keys[31.0]}
+    assert facts == {
+        "C0000001": keys[25.0],
+        "C0000002": keys[28.0],
+        "C0000003": keys[31.0],
+        "C0000004": keys[22.0],
+        "C0000005": keys[31.0],
+    }
     # the dim's change feed shows the re-cut: the first interval closed earlier, one version inserted
     lake = Lakehouse(spark, settings)
     dim_name = settings.table_name("gold", "patients")
@@ -96,8 +145,13 @@ def test_an_out_of_order_version_is_cut_into_its_place_and_facts_follow(run_job,
     _cycle(run_job)
     keys = {r.bmi: r.patient_key for r in table(spark, settings, "gold", "patients").collect()}
     facts = {r.claim_id: r.patient_key for r in table(spark, settings, "gold", "claims").collect()}
-    assert facts == {"C0000001": keys[25.0], "C0000002": keys[28.0], "C0000003": keys[31.0], "C0000004": keys[22.0],
-                     "C0000005": keys[33.0]}
+    assert facts == {
+        "C0000001": keys[25.0],
+        "C0000002": keys[28.0],
+        "C0000003": keys[31.0],
+        "C0000004": keys[22.0],
+        "C0000005": keys[33.0],
+    }
 
 
 def _read_csv(path: Path) -> list[dict]:
@@ -116,10 +170,18 @@ def _expected_history(landing: Path) -> dict[str, list[dict]]:
     for pid, by_ts in versions.items():
         rows = [by_ts[ts] for ts in sorted(by_ts)]
         kept = [r for i, r in enumerate(rows) if i == 0 or [r[c] for c in TRACKED] != [rows[i - 1][c] for c in TRACKED]]
-        history[pid] = [{"from": r["timestamp"], "to": nxt["timestamp"] if nxt else None,
-                         "bmi": float(r["bmi"]), "region": r["region"], "smoker": r["smoker"] == "true",
-                         "insurance_plan": r["insurance_plan"], "children": int(r["children"])}
-                        for r, nxt in zip(kept, kept[1:] + [None])]
+        history[pid] = [
+            {
+                "from": r["timestamp"],
+                "to": nxt["timestamp"] if nxt else None,
+                "bmi": float(r["bmi"]),
+                "region": r["region"],
+                "smoker": r["smoker"] == "true",
+                "insurance_plan": r["insurance_plan"],
+                "children": int(r["children"]),
+            }
+            for r, nxt in zip(kept, kept[1:] + [None])
+        ]
     return history
 
 
@@ -144,8 +206,9 @@ def _valid_at(intervals: list[dict], day: str) -> str:
 def test_gold_matches_the_generators_ground_truth_over_several_hours(run_job, spark, settings):
     hours = ["2026-11-27T01:00:00Z", "2026-11-27T02:00:00Z", "2026-11-27T03:00:00Z"]
     for start in hours:
-        run_job("generate", "--interval-start", start, "--patients", "150", "--defect-rate", "0",
-                "--update-share", "0.25")
+        run_job(
+            "generate", "--interval-start", start, "--patients", "150", "--defect-rate", "0", "--update-share", "0.25"
+        )
         _cycle(run_job)
     landing = Path(settings.location("landing"))
     truth = _expected_history(landing)
@@ -153,9 +216,17 @@ def test_gold_matches_the_generators_ground_truth_over_several_hours(run_job, sp
     dim = table(spark, settings, "gold", "patients").collect()
     got = defaultdict(list)
     for r in sorted(dim, key=lambda r: (r.patient_id, r.effective_from)):
-        got[r.patient_id].append({"from": str(r.effective_from), "to": str(r.effective_to) if r.effective_to else None,
-                                  "bmi": r.bmi, "region": r.region, "smoker": r.smoker,
-                                  "insurance_plan": r.insurance_plan, "children": r.children})
+        got[r.patient_id].append(
+            {
+                "from": str(r.effective_from),
+                "to": str(r.effective_to) if r.effective_to else None,
+                "bmi": r.bmi,
+                "region": r.region,
+                "smoker": r.smoker,
+                "insurance_plan": r.insurance_plan,
+                "children": r.children,
+            }
+        )
     assert sum(len(v) > 1 for v in truth.values()) > 50  # real history: many patients have several versions
     assert _late_arrivals(landing) > 0  # some versions arrived after a newer one of the same patient
     assert dict(got) == truth
@@ -171,8 +242,9 @@ def test_gold_matches_the_generators_ground_truth_over_several_hours(run_job, sp
     assert len(facts) == len(claims) > 1000
     for f in facts:
         c = claims[f.claim_id]
-        assert key_of[f.patient_key] == (c["patient_id"], _valid_at(truth[c["patient_id"]], c["claim_date"])), \
+        assert key_of[f.patient_key] == (c["patient_id"], _valid_at(truth[c["patient_id"]], c["claim_date"])), (
             f.claim_id
+        )
         assert f.claim_status == c["claim_status"] and f.is_denied == (c["claim_status"] == "DENIED")
     events = {}
     for path in sorted(landing.glob("*/medical_events.csv")):
@@ -206,4 +278,3 @@ def test_gold_matches_the_generators_ground_truth_over_several_hours(run_job, sp
     assert all(per_patient[pid].claims == n_claims.get(pid, 0) for pid in truth)
     plan = spark.table(lake.view_ref("gold_claims_by_plan_month"))
     assert plan.agg(F.sum("claims")).first()[0] == len(claims)
-

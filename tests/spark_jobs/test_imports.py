@@ -2,6 +2,7 @@
 
 Every import counts, also one inside a function (a deferred import still makes the two modules depend on each other).
 """
+
 from __future__ import annotations
 
 import ast
@@ -44,7 +45,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         path.append(node)
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == 1:
-                return path[path.index(nxt):] + [nxt]
+                return path[path.index(nxt) :] + [nxt]
             if nxt not in state:
                 cycle = visit(nxt)
                 if cycle:

@@ -1,4 +1,5 @@
 """The operations tables' one writer: rows as JVM literals (maps and arrays too), idempotent per run."""
+
 from __future__ import annotations
 
 from pyspark.sql import functions as F
@@ -8,9 +9,14 @@ from medallion import ops
 from medallion.lakehouse import Lakehouse
 from medallion.ops import OpsTable
 
-SCHEMA = StructType([StructField("run_id", StringType(), False), StructField("key", StringType(), False),
-                     StructField("counts", MapType(StringType(), LongType()), True),
-                     StructField("edges", ArrayType(DoubleType()), True)])
+SCHEMA = StructType(
+    [
+        StructField("run_id", StringType(), False),
+        StructField("key", StringType(), False),
+        StructField("counts", MapType(StringType(), LongType()), True),
+        StructField("edges", ArrayType(DoubleType()), True),
+    ]
+)
 
 
 def _rows(table: OpsTable) -> list[tuple]:
@@ -19,8 +25,13 @@ def _rows(table: OpsTable) -> list[tuple]:
 
 def test_rows_by_name_or_position_keep_maps_and_arrays(spark, settings):
     table = OpsTable.open(Lakehouse(spark, settings), "ops_test_frame", SCHEMA)
-    table.append([{"run_id": "r1", "key": "a", "counts": {"x": 2}, "edges": [1.0, float("inf")]},
-                  ("r1", "b", {}, []), ("r1", "c", None, None)])
+    table.append(
+        [
+            {"run_id": "r1", "key": "a", "counts": {"x": 2}, "edges": [1.0, float("inf")]},
+            ("r1", "b", {}, []),
+            ("r1", "c", None, None),
+        ]
+    )
     table.append([])  # nothing to write: no commit
     assert _rows(table) == [("r1", "a", {"x": 2}, [1.0, float("inf")]), ("r1", "b", {}, []), ("r1", "c", None, None)]
     props = table.lake.delta(table.name).detail().first()["properties"]
@@ -38,7 +49,9 @@ def test_a_retried_run_replaces_its_own_rows_and_leaves_other_runs(spark, settin
 
 def test_upsert_replaces_matching_rows_and_deletes_only_what_it_is_told(spark, settings):
     table = OpsTable.open(Lakehouse(spark, settings), "ops_test_upsert", SCHEMA)
-    table.upsert([("r1", "a", {"n": 1}, None), ("r1", "b", None, None), ("r0", "a", None, None)], keys=["run_id", "key"])
+    table.upsert(
+        [("r1", "a", {"n": 1}, None), ("r1", "b", None, None), ("r0", "a", None, None)], keys=["run_id", "key"]
+    )
     table.upsert([("r1", "a", {"n": 2}, None)], keys=["run_id", "key"], delete_unmatched=F.col("t.run_id") == "r1")
     assert _rows(table) == [("r0", "a", None, None), ("r1", "a", {"n": 2}, None)]
 

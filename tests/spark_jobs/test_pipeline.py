@@ -1,5 +1,6 @@
 """Bronze -> silver -> gold on small data through the jobs' real code, in the shared Spark session: one whole cycle,
 consistent across layers, and a re-run of every layer for the same interval lands nothing twice."""
+
 from __future__ import annotations
 
 from helpers import H5, table

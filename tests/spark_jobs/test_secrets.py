@@ -1,4 +1,5 @@
 """Secrets: environment variable first, then the environment's secret scope; the development salt only locally."""
+
 from __future__ import annotations
 
 import pytest
@@ -25,8 +26,10 @@ class FakeDbutils:
         @classmethod
         def get(cls, scope, key):
             cls.calls.append((scope, key))
-            return {("medallion-prod", "hash-salt"): "from-the-scope",
-                    ("medallion-prod", "smtp-password"): "smtp-from-the-scope"}.get((scope, key), "")
+            return {
+                ("medallion-prod", "hash-salt"): "from-the-scope",
+                ("medallion-prod", "smtp-password"): "smtp-from-the-scope",
+            }.get((scope, key), "")
 
 
 def test_secrets_come_from_the_environment_then_from_the_secret_scope(monkeypatch):

@@ -1,4 +1,5 @@
 """The Spark-session factory: a Delta-enabled local session with project-local storage and small-machine sizing."""
+
 from __future__ import annotations
 
 from medallion.config import load_settings
@@ -21,6 +22,7 @@ def test_local_conf_enables_delta_and_keeps_everything_project_local(tmp_path, m
 
 def test_session_writes_delta_tables_with_change_data_feed(spark, settings):
     from pyspark.sql.types import LongType, StructField, StructType
+
     lake = Lakehouse(spark, settings)
     schema = StructType([StructField("id", LongType())])
     lake.ensure("t_probe", schema, "silver")
@@ -35,12 +37,29 @@ def test_frame_builds_typed_rows_in_the_jvm_and_an_empty_frame_with_the_schema(s
     """Small bookkeeping rows (bronze's per-file records) are built from literals: same values and types as
     `createDataFrame`, nulls kept, and no rows for an empty list."""
     from datetime import date, datetime, timezone
-    from pyspark.sql.types import (BooleanType, DateType, DoubleType, LongType, StringType, StructField, StructType,
-                                   TimestampType)
+
+    from pyspark.sql.types import (
+        BooleanType,
+        DateType,
+        DoubleType,
+        LongType,
+        StringType,
+        StructField,
+        StructType,
+        TimestampType,
+    )
+
     lake = Lakehouse(spark, settings)
-    schema = StructType([StructField("s", StringType(), False), StructField("n", LongType(), False),
-                         StructField("x", DoubleType()), StructField("b", BooleanType()),
-                         StructField("d", DateType()), StructField("t", TimestampType())])
+    schema = StructType(
+        [
+            StructField("s", StringType(), False),
+            StructField("n", LongType(), False),
+            StructField("x", DoubleType()),
+            StructField("b", BooleanType()),
+            StructField("d", DateType()),
+            StructField("t", TimestampType()),
+        ]
+    )
     at = datetime(2026, 11, 27, 5, 30, tzinfo=timezone.utc)
     records = [("a,b", 2**40, 1.5, True, date(2026, 11, 27), at), ("", 0, None, None, None, None)]
     frame = lake.frame(records, schema)

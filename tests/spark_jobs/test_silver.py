@@ -1,5 +1,6 @@
 """Silver through the jobs' real code on small hand-made landing files: standardization, validation, quarantine with
 every failed rule, held rows, version conflicts, lineage and the run figures."""
+
 from __future__ import annotations
 
 from helpers import CLAIMS_HEADER, H5, PATIENTS_HEADER, header, table, write_landing
@@ -8,26 +9,39 @@ from medallion.lakehouse import Lakehouse
 
 
 def test_bad_rows_are_quarantined_with_every_rule_they_fail(run_job, spark, settings):
-    rows = {"patients": ["P0000001,Ann,Lee,40, female ,southwest,25.0,false,1,9000.5,GOLD,2025-01-01,2026-11-27 05:10:00",
-                         "P0000002,Bob,Ray,200,X,SOUTHWEST,25.0,false,1,-5,GOLD,2025-01-01,2026-11-27 05:11:00",
-                         "P1,Cy,Oh,30,MALE,NORTHEAST,25.0,false,1,100,GOLD,2025-01-01,2026-11-27 05:12:00",
-                         "P0000001,Ann,Lee,40, female ,southwest,25.0,false,1,9000.5,GOLD,2025-01-01,2026-11-27 05:10:00"],
-            "claims": ["C0000001,P0000001,120.5,2026-11-01,I10,99213,approved",
-                       "C0000002,P9999999,80.0,2026-11-02,I10,99213,PAID",
-                       "C0000003,P0000001,0,2026-11-03,I10,99213,PAID"],
-            "medical_events": ["E0000001,P0000001,2026-11-01,LAB_TEST,Valley Lab Services"]}
+    rows = {
+        "patients": [
+            "P0000001,Ann,Lee,40, female ,southwest,25.0,false,1,9000.5,GOLD,2025-01-01,2026-11-27 05:10:00",
+            "P0000002,Bob,Ray,200,X,SOUTHWEST,25.0,false,1,-5,GOLD,2025-01-01,2026-11-27 05:11:00",
+            "P1,Cy,Oh,30,MALE,NORTHEAST,25.0,false,1,100,GOLD,2025-01-01,2026-11-27 05:12:00",
+            "P0000001,Ann,Lee,40, female ,southwest,25.0,false,1,9000.5,GOLD,2025-01-01,2026-11-27 05:10:00",
+        ],
+        "claims": [
+            "C0000001,P0000001,120.5,2026-11-01,I10,99213,approved",
+            "C0000002,P9999999,80.0,2026-11-02,I10,99213,PAID",
+            "C0000003,P0000001,0,2026-11-03,I10,99213,PAID",
+        ],
+        "medical_events": ["E0000001,P0000001,2026-11-01,LAB_TEST,Valley Lab Services"],
+    }
     for entity, lines in rows.items():
         write_landing(settings, "2026-11-27T0500Z", entity, header(entity) + "".join(f"{line}\n" for line in lines))
     run_job("bronze")
     s = run_job("silver")["entities"]
-    assert (s["patients"]["rows_in"], s["patients"]["exact_duplicates"], s["patients"]["valid"],
-            s["patients"]["quarantined"]) == (4, 1, 1, 2)
-    assert s["patients"]["quarantined_by_rule"] == {"valid_age": 1, "valid_sex": 1, "valid_charges": 1,
-                                                    "valid_patient_id": 1}
+    assert (
+        s["patients"]["rows_in"],
+        s["patients"]["exact_duplicates"],
+        s["patients"]["valid"],
+        s["patients"]["quarantined"],
+    ) == (4, 1, 1, 2)
+    assert s["patients"]["quarantined_by_rule"] == {
+        "valid_age": 1,
+        "valid_sex": 1,
+        "valid_charges": 1,
+        "valid_patient_id": 1,
+    }
     ok = table(spark, settings, "silver", "patients").collect()
     assert [(r.patient_id, r.sex, r.region) for r in ok] == [("P0000001", "FEMALE", "SOUTHWEST")]
-    q = {r.patient_id: sorted(r._failed_rules)
-         for r in table(spark, settings, "quarantine", "patients").collect()}
+    q = {r.patient_id: sorted(r._failed_rules) for r in table(spark, settings, "quarantine", "patients").collect()}
     assert q == {"P0000002": ["valid_age", "valid_charges", "valid_sex"], "P1": ["valid_patient_id"]}
     qc = {r.claim_id: list(r._failed_rules) for r in table(spark, settings, "quarantine", "claims").collect()}
     assert qc == {"C0000003": ["valid_claim_amount"]}
@@ -35,19 +49,29 @@ def test_bad_rows_are_quarantined_with_every_rule_they_fail(run_job, spark, sett
     assert [r.claim_id for r in table(spark, settings, "held", "claims").collect()] == ["C0000002"]
     # reconciliation: every landed row is in silver, in quarantine, held, or counted as a duplicate
     for entity, stats in s.items():
-        assert stats["rows_in"] == stats["valid"] + stats["quarantined"] + stats["exact_duplicates"] \
-            + stats["held"], entity
+        assert stats["rows_in"] == stats["valid"] + stats["quarantined"] + stats["exact_duplicates"] + stats["held"], (
+            entity
+        )
 
 
 def test_claims_whose_patient_arrives_a_batch_later_are_held_then_released(run_job, spark, settings, monkeypatch):
-    write_landing(settings, "2026-11-27T0400Z", "claims", CLAIMS_HEADER +
-                   "C0000001,P0000001,120.5,2026-11-01,I10,99213,approved\n"
-                   "C0000002,P0000002,80.0,2026-11-02,I10,99213,PAID\n")
+    write_landing(
+        settings,
+        "2026-11-27T0400Z",
+        "claims",
+        CLAIMS_HEADER + "C0000001,P0000001,120.5,2026-11-01,I10,99213,approved\n"
+        "C0000002,P0000002,80.0,2026-11-02,I10,99213,PAID\n",
+    )
     run_job("bronze")
     first = run_job("silver")["entities"]["claims"]
     assert (first["held"], first["valid"], first["quarantined"]) == (2, 0, 0)
-    write_landing(settings, "2026-11-27T0500Z", "patients", PATIENTS_HEADER +
-                   "P0000001,Ann,Lee,40,FEMALE,SOUTHWEST,25.0,false,1,9000.5,GOLD,2025-01-01,2026-11-27 05:10:00\n")
+    write_landing(
+        settings,
+        "2026-11-27T0500Z",
+        "patients",
+        PATIENTS_HEADER
+        + "P0000001,Ann,Lee,40,FEMALE,SOUTHWEST,25.0,false,1,9000.5,GOLD,2025-01-01,2026-11-27 05:10:00\n",
+    )
     run_job("bronze")
     second = run_job("silver")
     assert second["entities"]["claims"]["released"] == 1 and second["held_rows"]["claims"] == 1
@@ -56,14 +80,20 @@ def test_claims_whose_patient_arrives_a_batch_later_are_held_then_released(run_j
     monkeypatch.setenv("MEDALLION_ORPHAN_GRACE_HOURS", "0")
     third = run_job("silver")
     assert third["entities"]["claims"]["expired_to_quarantine"] == 1 and third["held_rows"]["claims"] == 0
-    assert [(r.claim_id, list(r._failed_rules)) for r in table(spark, settings, "quarantine", "claims").collect()] \
-        == [("C0000002", ["patient_exists"])]
+    assert [(r.claim_id, list(r._failed_rules)) for r in table(spark, settings, "quarantine", "claims").collect()] == [
+        ("C0000002", ["patient_exists"])
+    ]
 
 
 def test_quarantine_catches_every_injected_defect_and_nothing_else(run_job, spark, settings):
     from medallion.groundtruth import evaluate
-    gens = [run_job("generate", "--interval-start", f"2026-11-27T0{h}:00:00Z", "--patients", "1500",
-                    "--defect-rate", "0.01") for h in (3, 4)]
+
+    gens = [
+        run_job(
+            "generate", "--interval-start", f"2026-11-27T0{h}:00:00Z", "--patients", "1500", "--defect-rate", "0.01"
+        )
+        for h in (3, 4)
+    ]
     assert gens[1]["changed_rows"]["patients"] > 0 and sum(g["defects"] for g in gens) > 200
     run_job("bronze")
     silver = run_job("silver")
@@ -84,15 +114,21 @@ def test_default_defect_rate_keeps_the_quality_score_above_target(run_job, setti
 
 
 def test_standardization_types_lenient_booleans_and_numbers_but_never_guesses(run_job, spark, settings):
-    write_landing(settings, "2026-11-27T0500Z", "patients", PATIENTS_HEADER +
-                   "P0000001,Ann,Lee,40,FEMALE,SOUTHWEST,25.0,yes,1,9000.5,GOLD,2025-01-01,2026-11-27 05:10:00\n"
-                   "P0000002,Bob,Ray, 41 ,male,northeast,26.5,0,2,100,GOLD,2025-01-01,2026-11-27 05:11:00\n"
-                   "P0000003,Cy,Oh,42,MALE,NORTHEAST,27.0,perhaps,0,100,GOLD,2025-01-01,2026-11-27 05:12:00\n"
-                   "P0000004,Di,Ng,43,FEMALE,SOUTHEAST,28.0,N,0,100,GOLD,2025-01-01,2026-11-27 05:13:00,EXTRA\n")
+    write_landing(
+        settings,
+        "2026-11-27T0500Z",
+        "patients",
+        PATIENTS_HEADER + "P0000001,Ann,Lee,40,FEMALE,SOUTHWEST,25.0,yes,1,9000.5,GOLD,2025-01-01,2026-11-27 05:10:00\n"
+        "P0000002,Bob,Ray, 41 ,male,northeast,26.5,0,2,100,GOLD,2025-01-01,2026-11-27 05:11:00\n"
+        "P0000003,Cy,Oh,42,MALE,NORTHEAST,27.0,perhaps,0,100,GOLD,2025-01-01,2026-11-27 05:12:00\n"
+        "P0000004,Di,Ng,43,FEMALE,SOUTHEAST,28.0,N,0,100,GOLD,2025-01-01,2026-11-27 05:13:00,EXTRA\n",
+    )
     run_job("bronze")
     st = run_job("silver")["entities"]["patients"]
     assert (st["rescued_resolved"], st["valid"], st["quarantined"]) == (2, 2, 2)
-    ok = {r.patient_id: (r.age, r.sex, r.region, r.smoker) for r in table(spark, settings, "silver", "patients").collect()}
+    ok = {
+        r.patient_id: (r.age, r.sex, r.region, r.smoker) for r in table(spark, settings, "silver", "patients").collect()
+    }
     assert ok == {"P0000001": (40, "FEMALE", "SOUTHWEST", True), "P0000002": (41, "MALE", "NORTHEAST", False)}
     # `perhaps` is not a boolean, and a line with an extra field is not guessed at: both stay rescued
     q = {r.patient_id: list(r._failed_rules) for r in table(spark, settings, "quarantine", "patients").collect()}
@@ -100,32 +136,51 @@ def test_standardization_types_lenient_booleans_and_numbers_but_never_guesses(ru
 
 
 def test_ages_of_89_and_over_are_reported_as_90(run_job, spark, settings):
-    write_landing(settings, "2026-11-27T0500Z", "patients", PATIENTS_HEADER +
-                   "P0000001,Ann,Lee,89,FEMALE,SOUTHWEST,25.0,false,1,9000.5,GOLD,2025-01-01,2026-11-27 05:10:00\n"
-                   "P0000002,Bob,Ray,104,MALE,SOUTHWEST,25.0,false,1,9000.5,GOLD,2025-01-01,2026-11-27 05:10:00\n"
-                   "P0000003,Cy,Oh,85,MALE,SOUTHWEST,25.0,false,1,9000.5,GOLD,2025-01-01,2026-11-27 05:10:00\n")
+    write_landing(
+        settings,
+        "2026-11-27T0500Z",
+        "patients",
+        PATIENTS_HEADER
+        + "P0000001,Ann,Lee,89,FEMALE,SOUTHWEST,25.0,false,1,9000.5,GOLD,2025-01-01,2026-11-27 05:10:00\n"
+        "P0000002,Bob,Ray,104,MALE,SOUTHWEST,25.0,false,1,9000.5,GOLD,2025-01-01,2026-11-27 05:10:00\n"
+        "P0000003,Cy,Oh,85,MALE,SOUTHWEST,25.0,false,1,9000.5,GOLD,2025-01-01,2026-11-27 05:10:00\n",
+    )
     run_job("bronze")
     run_job("silver")
     assert [r.age for r in table(spark, settings, "silver", "patients").collect()] == [85]
-    q = {r.patient_id: (r.age, list(r._failed_rules)) for r in table(spark, settings, "quarantine", "patients").collect()}
+    q = {
+        r.patient_id: (r.age, list(r._failed_rules)) for r in table(spark, settings, "quarantine", "patients").collect()
+    }
     assert q == {"P0000001": (90, ["valid_age"]), "P0000002": (90, ["valid_age"])}
 
 
 def test_versions_at_the_same_timestamp_keep_the_most_complete_then_the_latest(run_job, spark, settings):
     ts = "2026-11-27 05:10:00"
     # first arrival: no first name (confidence 10/11)
-    write_landing(settings, "2026-11-27T0500Z", "patients", PATIENTS_HEADER +
-                   f"P0000001,,Lee,40,FEMALE,SOUTHWEST,25.0,false,1,9000.5,GOLD,2025-01-01,{ts}\n")
+    write_landing(
+        settings,
+        "2026-11-27T0500Z",
+        "patients",
+        PATIENTS_HEADER + f"P0000001,,Lee,40,FEMALE,SOUTHWEST,25.0,false,1,9000.5,GOLD,2025-01-01,{ts}\n",
+    )
     run_job("bronze")
     run_job("silver")
     # a later, complete version of the same timestamp wins
-    write_landing(settings, "2026-11-27T0600Z", "patients", PATIENTS_HEADER +
-                   f"P0000001,Ann,Lee,40,FEMALE,NORTHWEST,25.0,false,1,9000.5,GOLD,2025-01-01,{ts}\n")
+    write_landing(
+        settings,
+        "2026-11-27T0600Z",
+        "patients",
+        PATIENTS_HEADER + f"P0000001,Ann,Lee,40,FEMALE,NORTHWEST,25.0,false,1,9000.5,GOLD,2025-01-01,{ts}\n",
+    )
     run_job("bronze")
     run_job("silver")
     # an even later but less complete version does not
-    write_landing(settings, "2026-11-27T0700Z", "patients", PATIENTS_HEADER +
-                   f"P0000001,Ann,,40,FEMALE,SOUTHEAST,25.0,false,1,9000.5,GOLD,2025-01-01,{ts}\n")
+    write_landing(
+        settings,
+        "2026-11-27T0700Z",
+        "patients",
+        PATIENTS_HEADER + f"P0000001,Ann,,40,FEMALE,SOUTHEAST,25.0,false,1,9000.5,GOLD,2025-01-01,{ts}\n",
+    )
     run_job("bronze")
     summary = run_job("silver")
     [row] = table(spark, settings, "silver", "patients").collect()
@@ -139,15 +194,30 @@ def test_versions_at_the_same_timestamp_keep_the_most_complete_then_the_latest(r
 def test_hours_taken_in_one_run_keep_the_lineage_separate_runs_keep(run_job, spark, settings):
     """An identical re-send changes nothing in a later run, so the first arrival of the stored values stays its
     lineage; when the same hours reach silver in one run (a backfill), the winner's lineage must be the same."""
-    write_landing(settings, "2026-11-27T1200Z", "patients", PATIENTS_HEADER +
-                   "P0000001,Ann,Lee,40,FEMALE,SOUTHWEST,25.0,false,1,9000.5,GOLD,2025-01-01,2026-11-27 12:10:00\n")
-    statuses = {"2026-11-27T1200Z": ("APPROVED", "PAID"), "2026-11-27T1300Z": ("PAID", "APPROVED"),
-                "2026-11-27T1400Z": ("PAID", "PAID")}
+    write_landing(
+        settings,
+        "2026-11-27T1200Z",
+        "patients",
+        PATIENTS_HEADER
+        + "P0000001,Ann,Lee,40,FEMALE,SOUTHWEST,25.0,false,1,9000.5,GOLD,2025-01-01,2026-11-27 12:10:00\n",
+    )
+    statuses = {
+        "2026-11-27T1200Z": ("APPROVED", "PAID"),
+        "2026-11-27T1300Z": ("PAID", "APPROVED"),
+        "2026-11-27T1400Z": ("PAID", "PAID"),
+    }
     for tag, (first, second) in statuses.items():
-        write_landing(settings, tag, "claims", CLAIMS_HEADER + f"C0000001,P0000001,100,2026-11-20,I10,99213,{first}\n"
-                       f"C0000002,P0000001,50,2026-11-21,I10,99213,{second}\n")
+        write_landing(
+            settings,
+            tag,
+            "claims",
+            CLAIMS_HEADER + f"C0000001,P0000001,100,2026-11-20,I10,99213,{first}\n"
+            f"C0000002,P0000001,50,2026-11-21,I10,99213,{second}\n",
+        )
     run_job("bronze"), run_job("silver")
-    got = {r.claim_id: (r.claim_status, r._source_file.split("/")[-2])
-           for r in table(spark, settings, "silver", "claims").collect()}
+    got = {
+        r.claim_id: (r.claim_status, r._source_file.split("/")[-2])
+        for r in table(spark, settings, "silver", "claims").collect()
+    }
     # C0000001: PAID first sent at 13:00 (14:00 re-sent it unchanged); C0000002: PAID again at 14:00 after APPROVED
     assert got == {"C0000001": ("PAID", "2026-11-27T1300Z"), "C0000002": ("PAID", "2026-11-27T1400Z")}

@@ -1,5 +1,6 @@
 """Soda's spark_df data source without soda-core-spark-df (as on Databricks, where that package would bring
 open-source pyspark): medallion.soda_spark_df must give the silver checks exactly the results the package gives."""
+
 from __future__ import annotations
 
 import importlib.abc
@@ -20,7 +21,7 @@ class _NoSparkDfPackage(importlib.abc.MetaPathFinder):
         return None
 
 
-def test_the_silver_checks_give_the_same_results_without_soda_core_spark_df(spark, lake, settings, monkeypatch):
+def test_the_silver_checks_give_the_same_results_without_soda_core_spark_df(spark, lake, settings, monkeypatch):  # noqa: F811
     few_rows_are_fine(settings)
     data = dict(CLEAN, claims=CLEAN["claims"] + [claim("C-20001", "P-10001")])  # a duplicate key: a failing check
     write_silver(spark, lake, settings, data)

@@ -1,5 +1,6 @@
 """The suite's own time budget (tests/time_budget.py): the per-tier table every run prints, and a run over budget fails
 naming its slowest tests — checked on a throw-away suite run by a real pytest process."""
+
 from __future__ import annotations
 
 import json
@@ -12,16 +13,27 @@ PLUGIN_DIR = Path(__file__).resolve().parents[1]
 
 def _suite(tmp_path: Path, budget_minutes: str) -> subprocess.CompletedProcess:
     (tmp_path / "pytest.ini").write_text(
-        f"[pytest]\naddopts = -p time_budget\nmedallion_time_budget_minutes = {budget_minutes}\n")
-    for tier, body in (("fast", "def test_quick():\n    assert True\n"),
-                       ("slow", "import time\n\ndef test_sleepy():\n    time.sleep(2)\n\n"
-                                "def test_skipped():\n    import pytest\n    pytest.skip('not here')\n")):
+        f"[pytest]\naddopts = -p time_budget\nmedallion_time_budget_minutes = {budget_minutes}\n"
+    )
+    for tier, body in (
+        ("fast", "def test_quick():\n    assert True\n"),
+        (
+            "slow",
+            "import time\n\ndef test_sleepy():\n    time.sleep(2)\n\n"
+            "def test_skipped():\n    import pytest\n    pytest.skip('not here')\n",
+        ),
+    ):
         folder = tmp_path / "tests" / tier
         folder.mkdir(parents=True)
         (folder / f"test_{tier}.py").write_text(body)
-    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "tests"], cwd=tmp_path,
-                          env={"PYTHONPATH": str(PLUGIN_DIR), "PATH": "/usr/bin:/bin", "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "tests"],
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(PLUGIN_DIR), "PATH": "/usr/bin:/bin", "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_every_run_prints_and_stores_minutes_per_tier(tmp_path):
