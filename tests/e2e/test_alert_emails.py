@@ -44,8 +44,19 @@ def _low_score_silver_runs(spark, settings) -> None:
     from medallion.lakehouse import Lakehouse
 
     runs = ops.OpsTable.open(Lakehouse(spark, settings), settings.raw["tables"]["ops"]["silver_runs"], ops.SILVER_RUNS)
+    counts = dict.fromkeys(ops.SILVER_RUN_COUNTS, 0) | {"rows_in": 100, "valid": 90, "quarantined": 10}
     runs.append(
-        [("s1", "claims", datetime.now(timezone.utc), 100, 90, 10, 0, 0, 0, 0, {"valid_claim_amount": 10}, 0.9, 0.995)]
+        [
+            {
+                "run_id": "s1",
+                "entity": "claims",
+                "processed_at": datetime.now(timezone.utc),
+                **counts,
+                "quarantined_by_rule": {"valid_claim_amount": 10},
+                "quality_score": 0.9,
+                "target_score": 0.995,
+            }
+        ]
     )
 
 
