@@ -7,6 +7,9 @@ import copy
 import dataclasses
 import enum
 import inspect
+import re
+import subprocess
+import sys
 import typing
 from datetime import datetime, timezone
 from pathlib import Path
@@ -136,3 +139,20 @@ def fresh_settings_cache():
     settings._load.cache_clear()
     yield
     settings._load.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def built_wheel(tmp_path_factory) -> Path:
+    """The wheel, built the way `make wheel` builds it (into a temporary folder)."""
+    makefile = (ROOT / "Makefile").read_text()
+    recipe = re.search(r"^wheel:.*\n\t(.+)$", makefile, re.M).group(1)
+    assert "uv build --wheel spark_jobs" in recipe, recipe
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [sys.executable, "-m", "uv", "build", "-q", "--wheel", "spark_jobs", "--out-dir", str(out)],
+        cwd=ROOT,
+        check=True,
+        timeout=300,
+    )
+    (wheel,) = out.glob("*.whl")
+    return wheel

@@ -13,8 +13,6 @@ from __future__ import annotations
 import copy
 import fnmatch
 import re
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -259,23 +257,6 @@ def resolve_target(bundle: dict, target: str, user: dict | None = None, flags: d
 @pytest.fixture(scope="module")
 def bundle():
     return load_bundle()
-
-
-@pytest.fixture(scope="module")
-def built_wheel(tmp_path_factory) -> Path:
-    """The wheel, built the way `make wheel` builds it (into a temporary folder)."""
-    makefile = (ROOT / "Makefile").read_text()
-    recipe = re.search(r"^wheel:.*\n\t(.+)$", makefile, re.M).group(1)
-    assert "uv build --wheel spark_jobs" in recipe, recipe
-    out = tmp_path_factory.mktemp("wheel")
-    subprocess.run(
-        [sys.executable, "-m", "uv", "build", "-q", "--wheel", "spark_jobs", "--out-dir", str(out)],
-        cwd=ROOT,
-        check=True,
-        timeout=300,
-    )
-    (wheel,) = out.glob("*.whl")
-    return wheel
 
 
 def test_the_bundle_loads_with_known_keys_and_three_targets(bundle):

@@ -17,7 +17,6 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT
 
 from medallion.config import load_raw
 
@@ -25,16 +24,10 @@ pytestmark = pytest.mark.network
 
 
 @pytest.fixture(scope="module")
-def serverless_environment(tmp_path_factory) -> dict:
+def serverless_environment(tmp_path_factory, built_wheel) -> dict:
     cfg = load_raw(env={})["databricks"]["serverless_environment"]
-    out = tmp_path_factory.mktemp("wheel")
-    subprocess.run(
-        [sys.executable, "-m", "uv", "build", "-q", "--wheel", "spark_jobs", "--out-dir", str(out)],
-        cwd=ROOT,
-        check=True,
-        timeout=300,
-    )
-    (wheel,) = out.glob("*.whl")
+    out = tmp_path_factory.mktemp("resolve")
+    wheel = built_wheel
     constraints = out / "no-pyspark.txt"
     constraints.write_text("pyspark<0\n")
     return {
