@@ -13,20 +13,10 @@ from pyspark.sql import functions as F
 
 from . import views
 from .cli import JobContext, entry
+from .silver import SILVER_COLUMNS
 
-TRACKED = [
-    "first_name_token",
-    "last_name_token",
-    "age",
-    "sex",
-    "region",
-    "bmi",
-    "smoker",
-    "children",
-    "charges",
-    "insurance_plan",
-    "coverage_start_date",
-]
+# the attributes whose change makes a new dim version: every silver patient column but the key and the record time
+TRACKED = [c for c in SILVER_COLUMNS["patients"] if c not in ("patient_id", "record_ts")]
 CHANGE_TYPES = ("insert", "update_postimage")
 
 
