@@ -1,6 +1,6 @@
 # One-command entry points. Everything is project-local: .venv, .cache (Delta jars), .airflow, .lakehouse.
 PYTHON ?= python3.11
-VENV   := .venv
+VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 JARS   := .cache/ivy/.resolved
@@ -14,7 +14,7 @@ help:
 	@echo "make up     - start the Airflow components and keep them running (UI on http://127.0.0.1:8080)"
 	@echo "make lint   - ruff's linter and formatter check (settings in pyproject.toml); make format applies both"
 	@echo "make bench  - time the jobs and the whole cycle at the default volume and 10x it"
-	@echo "make lock   - re-resolve requirements.lock from requirements.txt"
+	@echo "make lock   - re-resolve requirements.lock (runtime) and requirements-dev.lock (+ test tools)"
 	@echo "make wheel  - build the Spark job wheel into dist/"
 
 run: setup
@@ -43,12 +43,13 @@ up: setup
 setup: $(STAMP) $(JARS)
 	@$(PY) scripts/airflow_local.py setup
 
-# virtualenv with the locked packages, and the job package installed editable (its console entry points)
-$(STAMP): requirements.lock spark_jobs/pyproject.toml
+# virtualenv with the locked packages (runtime + test tools), and the job package installed editable (its console
+# entry points). PYTHON=python3.12 VENV=.venv-3.12 builds a second one beside it from the same lock.
+$(STAMP): requirements-dev.lock spark_jobs/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip --version >/dev/null 2>&1 || $(PY) -m ensurepip >/dev/null
 	$(PY) -m uv --version >/dev/null 2>&1 || $(PY) -m pip install -q uv==0.13.8
-	$(PY) -m uv pip sync -q --python $(PY) requirements.lock
+	$(PY) -m uv pip sync -q --python $(PY) requirements-dev.lock
 	$(PY) -m uv pip install -q --python $(PY) --no-deps -e spark_jobs
 	touch $(STAMP)
 
@@ -57,8 +58,12 @@ $(JARS): $(STAMP) include/pipeline.yaml
 	$(PY) -m medallion.session
 	touch $(JARS)
 
-lock:
-	uv pip compile -q --python-version 3.11 requirements.txt -o requirements.lock --custom-compile-command "make lock"
+# requirements.lock: what the Airflow image installs; requirements-dev.lock: the same pins plus the test tools. Resolved for
+# Python 3.11; tests/deploy/test_locks.py checks that 3.12 (the Astro Runtime's) resolves to the same pins.
+lock: $(STAMP)
+	$(PY) -m uv pip compile -q --python-version 3.11 requirements.txt -o requirements.lock --custom-compile-command "make lock"
+	$(PY) -m uv pip compile -q --python-version 3.11 requirements-dev.txt -c requirements.lock -o requirements-dev.lock \
+	  --custom-compile-command "make lock"
 
 wheel: $(STAMP)
 	$(PY) -m uv build --wheel spark_jobs --out-dir dist
