@@ -6,12 +6,13 @@ STAMP  := $(VENV)/.installed
 JARS   := .cache/ivy/.resolved
 export MEDALLION_HOME := $(CURDIR)
 
-.PHONY: run test test-fast lint format bench up setup lock wheel clean help
+.PHONY: run test test-fast test-unit lint format bench up setup lock wheel clean help
 
 help:
 	@echo "make run    - set up, then run one hourly cycle through the five Airflow DAGs (local target)"
 	@echo "make test   - set up, then run the whole test suite"
 	@echo "make up     - start the Airflow components and keep them running (UI on http://127.0.0.1:8080)"
+	@echo "make test-unit - the small tier CI also runs on the Astro Runtime's Python: make test-unit PYTHON=python3.12 VENV=.cache/venv-py3.12"
 	@echo "make lint   - ruff's linter and formatter check (settings in pyproject.toml); make format applies both"
 	@echo "make bench  - time the jobs and the whole cycle at the default volume and 10x it"
 	@echo "make lock   - re-resolve requirements.lock (runtime) and requirements-dev.lock (+ test tools)"
@@ -25,6 +26,14 @@ test: setup
 
 test-fast: setup
 	$(PY) -m pytest -m "not slow"
+
+# The small tier (DAG integrity, deploy, the job package's interpreter-sensitive unit tests: imports, CLI, config,
+# secrets, pandas inside Spark), which CI also runs on the Astro Runtime's Python in a second venv
+UNIT_TESTS := tests/dags tests/deploy tests/spark_jobs/test_imports.py tests/spark_jobs/test_cli.py \
+  tests/spark_jobs/test_config.py tests/spark_jobs/test_secrets.py \
+  tests/spark_jobs/test_generate.py::test_files_have_the_bronze_columns_in_order_and_claims_reference_patients
+test-unit: setup
+	$(PY) -m pytest -m "not slow" $(UNIT_TESTS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
