@@ -263,7 +263,10 @@ def job_task(
     cfg = settings.pipeline_config()
     timeout_s = int(cfg["airflow"]["job_timeout_minutes"]) * 60
     if target == "local":
-        return LocalSparkJobOperator(task_id=task_id, job=job, named_parameters=named, **kwargs)
+        # a local job is a Spark JVM in this container: the pool caps how many run at once
+        return LocalSparkJobOperator(
+            task_id=task_id, job=job, named_parameters=named, pool=settings.spark_pool(), **kwargs
+        )
     db = settings.databricks_settings()
     return _submit_run_operator()(
         task_id=task_id,

@@ -48,6 +48,13 @@ def target() -> str:
     return value
 
 
+def spark_pool() -> str:
+    """The Airflow pool of the tasks that start a local Spark session (one slot each): MEDALLION_SPARK_POOL, set where
+    the deployment declares the pool and its slots (the Astro image: `medallion_spark` from airflow_settings.yaml;
+    docker-compose.yaml); a bare Airflow without that pool (make run, the e2e tests) uses `default_pool`."""
+    return (_env_or_var("MEDALLION_SPARK_POOL") or "default_pool").strip()
+
+
 def pipeline_env() -> str:
     value = _env_or_var("MEDALLION_ENV")
     if value:
