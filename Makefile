@@ -28,12 +28,13 @@ test-fast: setup
 	$(PY) -m pytest -m "not slow"
 
 # The small tier (DAG integrity, deploy, the job package's interpreter-sensitive unit tests: imports, CLI, config,
-# secrets, pandas inside Spark), which CI also runs on the Astro Runtime's Python in a second venv
+# secrets, pandas inside Spark), which CI also runs on the Astro Runtime's Python in a second venv (the network tests
+# ask PyPI or Debian about the locks, whatever the interpreter: they run once, in make test)
 UNIT_TESTS := tests/dags tests/deploy tests/spark_jobs/test_imports.py tests/spark_jobs/test_cli.py \
   tests/spark_jobs/test_config.py tests/spark_jobs/test_secrets.py \
   tests/spark_jobs/test_generate.py::test_files_have_the_bronze_columns_in_order_and_claims_reference_patients
 test-unit: setup
-	$(PY) -m pytest -m "not slow" $(UNIT_TESTS)
+	$(PY) -m pytest -m "not slow and not network" $(UNIT_TESTS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
