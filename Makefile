@@ -65,7 +65,7 @@ $(STAMP): requirements-dev.lock spark_jobs/pyproject.toml
 
 # Delta Lake's jars, resolved from Maven Central once into .cache/ivy
 $(JARS): $(STAMP) include/pipeline.yaml
-	$(PY) -m medallion.session
+	$(PY) -m medallion.warmup
 	touch $(JARS)
 
 # requirements.lock: what the Airflow image installs; requirements-dev.lock: the same pins plus the test tools. Resolved for

@@ -11,7 +11,8 @@ from typing import Any
 import yaml
 
 ENTITIES = ("patients", "claims", "medical_events")
-_VAR = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
+# ${VAR:-default}: the default when VAR is unset or empty; ${VAR-default}: only when unset (so VAR="" switches off)
+_VAR = re.compile(r"\$\{(\w+)(?:(:?-)([^}]*))?\}")
 
 
 class ConfigError(ValueError):
@@ -34,10 +35,17 @@ def default_config_path() -> Path:
     return Path(os.environ.get("MEDALLION_CONFIG", project_root() / "include" / "pipeline.yaml"))
 
 
+def _fill(match: re.Match, env: dict[str, str]) -> str:
+    name, op, default = match.groups()
+    if op == "-" and name in env:
+        return env[name]
+    return env.get(name) or (default or "")
+
+
 def _expand(value: Any, env: dict[str, str]) -> Any:
     if isinstance(value, str):
         whole = _VAR.fullmatch(value)
-        expanded = _VAR.sub(lambda m: env.get(m.group(1)) or (m.group(2) or ""), value)
+        expanded = _VAR.sub(lambda m: _fill(m, env), value)
         # a value that is one placeholder takes the YAML type of what it expands to (numbers stay numbers)
         return yaml.safe_load(expanded) if whole and expanded else expanded
     if isinstance(value, dict):

@@ -1,10 +1,25 @@
-"""The one Spark-session factory: the active session on Databricks, a Delta-enabled local session otherwise."""
+"""The one Spark-session factory: the active session on Databricks, a Delta-enabled local session otherwise.
+
+A local job is a short-lived process whose JVM spends most of its CPU starting up: loading Spark's and Delta's classes
+and compiling code it runs once. Two JVM settings from `local_spark` in include/pipeline.yaml cut that cost:
+- `java_options` (default: the client compiler only and the serial collector, which suit small, short runs on a
+  laptop; set `MEDALLION_SPARK_JAVA_OPTIONS` to "" for long, large runs where the optimizing compiler pays off);
+- `class_archive`: a class-data-sharing archive of the classes a job loads (JDK 13+ dynamic CDS), written once by
+  `python -m medallion.session` (`make setup`) from a warm-up that runs every kind of Delta operation the jobs use.
+  Every later JVM maps it instead of loading and verifying those classes again. It is named after the Java runtime and
+  the Spark and Delta versions, so a different JDK or Spark never picks up a stale one (the JVM also validates it and
+  ignores it if it does not match).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
+import sys
 from pathlib import Path
 
+import pyspark
 from pyspark.sql import SparkSession
 
 from .config import Settings
@@ -14,11 +29,48 @@ def on_databricks() -> bool:
     return "DATABRICKS_RUNTIME_VERSION" in os.environ
 
 
-def local_conf(settings: Settings, app_name: str) -> dict[str, str]:
+def _project_path(settings: Settings, value: str) -> Path:
+    path = Path(value)
+    return path if path.is_absolute() else settings.root / path
+
+
+def class_archive(settings: Settings) -> Path | None:
+    """Where this Java runtime's class archive for this Spark and Delta lives (None when switched off)."""
+    configured = settings.local_spark.get("class_archive")
+    if not configured:
+        return None
+    java = (
+        shutil.which("java", path=os.path.join(os.environ["JAVA_HOME"], "bin")) if os.environ.get("JAVA_HOME") else None
+    )
+    java = java or shutil.which("java") or "java"
+    runtime = os.path.realpath(java)
+    stamp = os.stat(runtime).st_mtime_ns if os.path.exists(runtime) else 0
+    key = f"{runtime}|{stamp}|{pyspark.__version__}|{settings.local_spark.get('delta_package')}|{sys.platform}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+    folder = _project_path(settings, str(configured))
+    return folder / f"spark-{pyspark.__version__}-{digest}.jsa"
+
+
+def java_options(settings: Settings, warehouse: str, archive_to: Path | None = None) -> str:
+    """The driver JVM's options: Derby's home in the warehouse, the configured options, and the class archive (used
+    if it exists; written at exit instead when `archive_to` is given)."""
+    options = [f"-Dderby.system.home={warehouse}/_derby", *str(settings.local_spark.get("java_options") or "").split()]
+    archive = class_archive(settings)
+    if archive is not None or archive_to is not None:
+        options.append(
+            "-Xlog:cds*=off"
+        )  # the JVM reports classes it cannot archive on stdout: the job's summary stream
+    if archive_to is not None:
+        options.append(f"-XX:ArchiveClassesAtExit={archive_to}")
+    elif archive is not None and archive.is_file():
+        options.append(f"-XX:SharedArchiveFile={archive}")
+    return " ".join(options)
+
+
+def local_conf(settings: Settings, app_name: str, archive_to: Path | None = None) -> dict[str, str]:
     """Spark settings of the local session: Delta extension + catalog, project-local warehouse and caches."""
     ls = settings.local_spark
-    ivy = Path(ls.get("ivy_dir", ".cache/ivy"))
-    ivy = ivy if ivy.is_absolute() else settings.root / ivy
+    ivy = _project_path(settings, str(ls.get("ivy_dir", ".cache/ivy")))
     warehouse = settings.location("warehouse")
     return {
         **{str(k): str(v) for k, v in (ls.get("conf") or {}).items()},
@@ -30,7 +82,7 @@ def local_conf(settings: Settings, app_name: str) -> dict[str, str]:
         "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
         "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
         "spark.sql.warehouse.dir": warehouse,
-        "spark.driver.extraJavaOptions": f"-Dderby.system.home={warehouse}/_derby",
+        "spark.driver.extraJavaOptions": java_options(settings, warehouse, archive_to),
         "spark.sql.shuffle.partitions": str(ls.get("shuffle_partitions", 4)),
         "spark.default.parallelism": str(ls.get("shuffle_partitions", 4)),
         "spark.ui.enabled": "false",
@@ -47,23 +99,15 @@ def local_conf(settings: Settings, app_name: str) -> dict[str, str]:
     }
 
 
-def get_spark(settings: Settings, app_name: str = "medallion") -> SparkSession:
+def get_spark(settings: Settings, app_name: str = "medallion", archive_to: Path | None = None) -> SparkSession:
     """Return the session a job runs in. Locally it is created once per process and reused."""
     if on_databricks() or not settings.is_local:
         active = SparkSession.getActiveSession()
         return active if active is not None else SparkSession.builder.appName(app_name).getOrCreate()
-    os.environ.setdefault("PYSPARK_PYTHON", os.sys.executable)
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder
-    for key, value in local_conf(settings, app_name).items():
+    for key, value in local_conf(settings, app_name, archive_to).items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark
-
-
-if __name__ == "__main__":  # `python -m medallion.session`: resolve and cache the Delta jars, check Delta works
-    from .config import load_settings
-
-    _spark = get_spark(load_settings(), app_name="medallion-warmup")
-    print(f"Spark {_spark.version} with Delta ready; jars cached in {_spark.conf.get('spark.jars.ivy')}")
-    _spark.stop()

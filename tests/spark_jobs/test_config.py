@@ -31,6 +31,16 @@ def test_placeholders_take_the_type_of_their_value(monkeypatch):
     assert load_raw()["generator"]["patients_per_batch"] == 1000
 
 
+def test_a_placeholder_with_a_bare_dash_default_can_be_switched_off_with_an_empty_value(tmp_path):
+    """`${VAR:-x}` falls back when VAR is unset or empty; `${VAR-x}` only when unset, so VAR="" means "off"."""
+    config = tmp_path / "include" / "pipeline.yaml"
+    config.parent.mkdir()
+    config.write_text("environments: {local: {}}\na: ${V:-x}\nb: ${V-x}\nc: ${V-}\n")
+    assert [load_raw(config, env)["b"] for env in ({}, {"V": ""}, {"V": "y"})] == ["x", "", "y"]
+    assert [load_raw(config, env)["a"] for env in ({}, {"V": ""}, {"V": "y"})] == ["x", "x", "y"]
+    assert load_raw(config, {})["c"] == ""
+
+
 def test_env_flag_selects_a_databricks_environment(monkeypatch):
     monkeypatch.setenv("MEDALLION_USER", "juan")
     s = load_settings("dev")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from medallion.config import load_settings
 from medallion.lakehouse import Lakehouse
-from medallion.session import local_conf
+from medallion.session import class_archive, local_conf
 
 
 def test_local_conf_enables_delta_and_keeps_everything_project_local(tmp_path, monkeypatch):
@@ -70,3 +70,44 @@ def test_frame_builds_typed_rows_in_the_jvm_and_an_empty_frame_with_the_schema(s
     assert tuple(second) == ("", 0, None, None, None, None)
     empty = lake.frame([], schema)
     assert empty.count() == 0 and [f.name for f in empty.schema.fields] == schema.fieldNames()
+
+
+def test_local_jobs_map_the_class_archive_once_setup_wrote_it_and_start_without_it_before(tmp_path, monkeypatch):
+    """The archive is per Java runtime and Spark/Delta version; a JVM is told to map it only when it exists, and the
+    configured JVM options can be switched off with an empty value."""
+    monkeypatch.setenv("MEDALLION_LAKEHOUSE", str(tmp_path / "lh"))
+    monkeypatch.setenv("MEDALLION_SPARK_CLASS_ARCHIVE", str(tmp_path / "cds"))
+    s = load_settings()
+    archive = class_archive(s)
+    assert archive.parent == tmp_path / "cds" and archive.suffix == ".jsa"
+    options = local_conf(s, "x")["spark.driver.extraJavaOptions"]
+    assert "SharedArchiveFile" not in options and "-XX:TieredStopAtLevel=1" in options.split()
+    archive.parent.mkdir()
+    archive.write_bytes(b"archive")
+    assert f"-XX:SharedArchiveFile={archive}" in local_conf(s, "x")["spark.driver.extraJavaOptions"].split()
+    writing = local_conf(s, "x", archive_to=tmp_path / "new.jsa")["spark.driver.extraJavaOptions"].split()
+    assert f"-XX:ArchiveClassesAtExit={tmp_path / 'new.jsa'}" in writing and not any(
+        "SharedArchive" in o for o in writing
+    )
+
+    monkeypatch.setenv("MEDALLION_SPARK_JAVA_OPTIONS", "")
+    monkeypatch.setenv("MEDALLION_SPARK_CLASS_ARCHIVE", "")
+    off = load_settings()
+    assert class_archive(off) is None
+    assert local_conf(off, "x")["spark.driver.extraJavaOptions"].split() == [
+        f"-Dderby.system.home={off.location('warehouse')}/_derby"
+    ]
+
+
+def test_the_class_archive_is_named_after_the_java_runtime_it_was_written_by(tmp_path, monkeypatch):
+    """A different JDK (JAVA_HOME) gets its own archive name, so it never maps another runtime's classes."""
+    monkeypatch.setenv("MEDALLION_SPARK_CLASS_ARCHIVE", str(tmp_path / "cds"))
+    names = set()
+    for home in ("a", "b"):
+        java = tmp_path / home / "bin" / "java"
+        java.parent.mkdir(parents=True)
+        java.write_text("#!/bin/sh\n")
+        java.chmod(0o755)
+        monkeypatch.setenv("JAVA_HOME", str(tmp_path / home))
+        names.add(class_archive(load_settings()).name)
+    assert len(names) == 2
