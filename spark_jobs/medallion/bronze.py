@@ -7,6 +7,8 @@ Only the source differs between targets:
   fit is kept whole in the rescued column). Files it would get wrong are re-read on their own: a header other than
   the expected one by header name, like Auto Loader (missing columns null, extra columns and values that cannot be
   typed go to the rescued column as JSON); a file holding a double quote with multi-line records.
+- Both: RFC 4180 quoting (a quote inside a quoted field is doubled: `"Bob ""Jr"" Lee"`), and header names matched
+  case-insensitively with surrounding spaces ignored (Auto Loader's `readerCaseSensitive=false`).
 
 Everything after the source is shared: each micro-batch (`availableNow`, one checkpoint per table) gets lineage and
 pipeline metadata, is appended with Delta's idempotent-write options (`txnAppId` = the streaming query's id,
@@ -91,11 +93,16 @@ def source_stream(ctx: JobContext, entity: str) -> DataFrame:
             .option("cloudFiles.maxFilesPerTrigger", max_files)
             .option("rescuedDataColumn", RESCUED)
             .option("multiLine", "true")
+            # header names matched case-insensitively, and with surrounding spaces ignored, like the local reader
+            .option("readerCaseSensitive", "false")
+            .option("ignoreLeadingWhiteSpace", "true")
+            .option("ignoreTrailingWhiteSpace", "true")
             .schema(schema)
         )
     return (
         reader.option("header", "true")
         .option("encoding", "UTF-8")
+        .option("escape", '"')  # RFC 4180: a quote inside a quoted field is doubled ("Robert ""Bob""")
         .option("ignoreCorruptFiles", "true")
         .option("ignoreMissingFiles", "true")
         .load(landing_pattern(ctx, entity))
@@ -131,6 +138,12 @@ def batch_files_from_log(checkpoint: str, batch_id: int) -> dict[str, int | None
 def _open_text(path: str):
     raw = gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")  # noqa: SIM115  (the caller closes it)
     return io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="")
+
+
+def header_name(name: str) -> str:
+    """How a header name is matched to a column: case- and surrounding-space-insensitively (Auto Loader's
+    `readerCaseSensitive=false`)."""
+    return name.strip().lstrip("\ufeff").strip().lower()
 
 
 def read_header(path: str) -> list[str] | None:
@@ -176,9 +189,10 @@ def verify_compressed(path: str) -> str | None:
 def read_by_name(spark, path: str, header: list[str], entity: str) -> DataFrame:
     """Re-read one file matching columns by header name (Auto Loader's behaviour): missing columns are null,
     extra columns and values that cannot be typed are kept as JSON in the rescued column."""
+    expected_names = set(landing_columns(entity))
     names, seen = [], set()
     for i, name in enumerate(header):
-        name = name or f"_c{i}"
+        name = header_name(name) if header_name(name) in expected_names else (name or f"_c{i}")
         names.append(name if name not in seen else f"{name}_{i}")
         seen.add(name)
     corrupt = "__corrupt_record"
@@ -190,6 +204,7 @@ def read_by_name(spark, path: str, header: list[str], entity: str) -> DataFrame:
         .option("header", "true")
         .option("enforceSchema", "true")
         .option("multiLine", "true")
+        .option("escape", '"')
         .option("mode", "PERMISSIVE")
         .option("columnNameOfCorruptRecord", corrupt)
         .option("encoding", "UTF-8")
@@ -243,6 +258,7 @@ def read_multiline(spark, path: str, entity: str) -> DataFrame:
         .option("header", "true")
         .option("enforceSchema", "true")
         .option("multiLine", "true")
+        .option("escape", '"')
         .option("mode", "PERMISSIVE")
         .option("columnNameOfCorruptRecord", RESCUED)
         .option("encoding", "UTF-8")
@@ -286,7 +302,7 @@ def align_files(spark, batch: DataFrame, entity: str, files: dict[str, int | Non
             continue
         quote, valid = scan_bytes(path)
         any_invalid = any_invalid or not valid
-        if header != expected:
+        if [header_name(h) for h in header] != expected:  # the same names in another case or with spaces: in place
             reread[path] = read_by_name(spark, path, header, entity)
         elif quote:
             reread[path] = read_multiline(spark, path, entity)

@@ -57,6 +57,20 @@ KINDS: dict[str, bytes] = {
         f'{HEADER}\nP0000017,"Ann, Jr.","Lee\nSmith",40,FEMALE,SOUTHWEST,25.5,false,1,'
         "9000.5,GOLD,2025-01-01,2026-11-27 05:10:00\n"
     ).encode(),
+    # RFC 4180: a quote inside a quoted field is doubled
+    "escaped_quotes/patients.csv": (
+        f'{HEADER}\nP0000020,"Robert ""Bob""",Lee,40,FEMALE,SOUTHWEST,25.5,false,1,9000.5,GOLD,2025-01-01,'
+        '2026-11-27 05:10:00\nP0000021,"Al ""Jr"", II","O\'Neil",41,MALE,SOUTHWEST,25.5,false,1,9000.5,GOLD,'
+        "2025-01-01,2026-11-27 05:10:00\n"
+    ).encode(),
+    # header names in another case and with spaces around them: the same columns (Auto Loader, readerCaseSensitive=false)
+    "header_case/patients.csv": (
+        ",".join(f" {c.upper()} " if i % 2 else c.title() for i, c in enumerate(HEADER.split(",")))
+        + "\n"
+        + CLEAN[0].replace("P0000001", "P0000022")
+        + "\n"
+    ).encode(),
+    "header_case_order/patients.csv": b" AGE ,Patient_ID,Sex\n42,P0000023,FEMALE\n",
     "long_line/patients.csv": (
         f"{HEADER}\nP0000018,{LONG_NAME},Lee,40,FEMALE,SOUTHWEST,25.5,false,1,9000.5,"
         "GOLD,2025-01-01,2026-11-27 05:10:00\n"
@@ -117,14 +131,14 @@ def test_every_file_is_accounted_for_in_the_summary_and_the_ops_table(landed):
     s = landed["summary"]
     assert s["files_seen"] == len(KINDS)
     assert {f["file"] for f in s["files"]} == set(KINDS) == set(landed["ops"])
-    assert s["rows_ingested"] == sum(len(v) for v in landed["rows"].values()) == 13
+    assert s["rows_ingested"] == sum(len(v) for v in landed["rows"].values()) == 17
     for rel, rec in landed["ops"].items():
         f = _file(landed, rel)
         assert (rec["status"], rec["rows"], rec["rescued_rows"]) == (f["status"], f["rows"], f["rescued_rows"])
         assert rec["rows"] == len(landed["rows"].get(rel, []))
         assert rec["rescued_rows"] == sum(r["_rescued_data"] is not None for r in landed["rows"].get(rel, []))
         assert rec["run_id"] == "bronze-kinds" and rec["file_modified_at"] is not None
-    assert s["files_by_status"] == {"ingested": 11, "empty": 1, "header_only": 1, "unreadable": 1}
+    assert s["files_by_status"] == {"ingested": 14, "empty": 1, "header_only": 1, "unreadable": 1}
 
 
 def test_clean_rows_keep_their_values_and_carry_lineage(landed):
@@ -197,6 +211,26 @@ def test_quoted_commas_and_newlines_stay_inside_their_field(landed):
     assert row["_rescued_data"] is None
 
 
+def test_doubled_quotes_inside_quoted_fields_are_one_quote(landed):
+    rows = sorted(landed["rows"]["escaped_quotes/patients.csv"], key=lambda r: r["patient_id"])
+    got = [(r["first_name"], r["last_name"], r["age"], r["_rescued_data"]) for r in rows]
+    assert got == [('Robert "Bob"', "Lee", 40, None), ('Al "Jr", II', "O'Neil", 41, None)]
+
+
+def test_header_names_match_whatever_their_case_and_surrounding_spaces(landed):
+    [row] = landed["rows"]["header_case/patients.csv"]
+    assert (row["patient_id"], row["first_name"], row["age"], row["bmi"], row["timestamp"]) == (
+        "P0000022",
+        "Ann",
+        40,
+        25.5,
+        "2026-11-27 05:10:00",
+    )
+    assert row["_rescued_data"] is None
+    [row] = landed["rows"]["header_case_order/patients.csv"]  # another order too: values follow their names
+    assert (row["patient_id"], row["age"], row["sex"], row["_rescued_data"]) == ("P0000023", 42, "FEMALE", None)
+
+
 def test_an_over_long_line_is_one_whole_row(landed):
     [row] = landed["rows"]["long_line/patients.csv"]
     assert row["first_name"] == LONG_NAME and row["age"] == 40 and row["_rescued_data"] is None
@@ -214,7 +248,7 @@ def test_a_second_run_ingests_nothing_and_records_nothing(landed):
     again = landed["again"]
     assert again["rows_ingested"] == 0 and again["files_seen"] == 0
     lake = landed["lake"]
-    assert lake.read("bronze_patients").count() == 13 and lake.read("ops_bronze_files").count() == len(KINDS)
+    assert lake.read("bronze_patients").count() == 17 and lake.read("ops_bronze_files").count() == len(KINDS)
 
 
 def test_tables_are_append_only_with_change_feed_and_layer_property(landed):
