@@ -3,7 +3,13 @@
 Reads each bronze table incrementally (a Delta stream with its own checkpoint, `availableNow`), so every run
 processes only the bronze rows it has not processed yet; writes are MERGEs keyed by the business key, so a
 re-run converges to the same tables. Every bronze row ends in a silver table, in quarantine with the names of
-the rules it failed, or counted as a duplicate.
+the rules it failed, held (its patient has not arrived), or counted as a duplicate.
+
+The rules are compiled from the column contracts (`rules.py`) with Delta Live Tables' severities: a `warn` rule
+flags a kept row (`_warnings`), a `quarantine` rule sends it to quarantine, a `fail` rule stops the run before the
+micro-batch writes anything. Every silver, quarantine and held row records the rule-catalog version that judged it,
+so a rule change can be applied to what is stored: `--revalidate-quarantine` re-judges quarantined rows from their
+bronze rows, `--full-refresh` re-judges the whole of bronze.
 """
 
 from __future__ import annotations
@@ -15,11 +21,12 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import BooleanType, StringType
 
 from . import ops
-from .cli import JobContext, entities_argument, entry, selected_entities
+from .cli import JobContext, JobError, entities_argument, entry, selected_entities
+from .codesets import dotted_icd10, ensure_reference, with_membership
 from .config import ConfigError
 from .ops import OpsTable
-from .rules import failed_rules
-from .schemas import RESCUED, landing_columns, source_schema
+from .rules import catalog, catalog_version, code_set_columns, failing, membership_flag
+from .schemas import KEYS, RESCUED, landing_columns, source_schema
 from .secrets import hash_salt
 from .soda_checks import raise_for_failures, run_scans
 
@@ -51,14 +58,14 @@ def standardize(entity: str, df: DataFrame, salt: str, quality: dict) -> DataFra
             .withColumn("insurance_plan", _trim_upper("insurance_plan"))
             .withColumn("coverage_start_date", F.to_date(F.trim("coverage_start_date")))
             .withColumn("record_ts", F.to_timestamp(F.trim("timestamp")))
-            .drop("first_name", "last_name", "timestamp")
+            .drop("timestamp")  # the raw names stay until the rules have judged them (potential_test_patient)
         )
     if entity == "claims":
         return (
             df.withColumn("claim_id", F.trim("claim_id"))
             .withColumn("patient_id", F.trim("patient_id"))
             .withColumn("claim_date", F.to_date(F.trim("claim_date")))
-            .withColumn("diagnosis_code", _trim_upper("diagnosis_code"))
+            .withColumn("diagnosis_code", dotted_icd10(F.col("diagnosis_code"), quality))  # one form: dotted
             .withColumn("procedure_code", _trim_upper("procedure_code"))
             .withColumn("claim_status", _trim_upper("claim_status"))
         )
@@ -180,10 +187,11 @@ SILVER_COLUMNS = {
 # The key a silver row is upserted on: patients keep every version (one per record timestamp).
 MERGE_KEYS = {"patients": ["patient_id", "record_ts"], "claims": ["claim_id"], "medical_events": ["event_id"]}
 LINEAGE = ["_source_file", "_ingested_at", "_run_id"]
-EXTRA = ["_confidence"]  # silver only (not part of a quarantined row's identity)
-Q_COLUMNS = {
-    e: cols + ["_failed_rules", "_source_file", "_ingested_at", "_run_id"] for e, cols in SILVER_COLUMNS.items()
-}
+# silver only: the confidence, the warnings, the rule-catalog version the row was judged by
+EXTRA = ["_confidence", "_warnings", "_rule_version"]
+# a quarantined (or held) row: its identity (hashed into _row_hash), then when and by which catalog it was judged
+Q_IDENTITY = {e: cols + ["_failed_rules", "_source_file", "_ingested_at"] for e, cols in SILVER_COLUMNS.items()}
+Q_COLUMNS = {e: cols + ["_run_id", "_rule_version"] for e, cols in Q_IDENTITY.items()}
 
 
 class SilverBatch:
@@ -196,6 +204,27 @@ class SilverBatch:
         self.silver = ctx.settings.table_name("silver", entity)
         self.quarantine = ctx.settings.table_name("quarantine", entity)
         self.held = ctx.settings.table_name("held", entity) if entity != "patients" else None
+        self.rules = catalog(ctx.settings.quality, entity, ctx.settings.env)
+        self.version = catalog_version(ctx.settings.quality)
+        self.fatal: str | None = None  # the one-line reason a fail-level rule stopped the run
+        # column -> reference table of its code set (loaded once per code-set version)
+        self.references = {
+            col: ensure_reference(self.lake, ctx.settings, name)
+            for col, name in code_set_columns(ctx.settings.quality, entity).items()
+        }
+
+    def judged(self, df: DataFrame) -> DataFrame:
+        """The rule catalog applied: `_failed_rules` (quarantine), `_warnings` (warn), `_fatal` (fail)."""
+        by = {sev: [r for r in self.rules if r.severity == sev] for sev in ("quarantine", "warn", "fail")}
+        return (
+            df.withColumn("_failed_rules", failing(by["quarantine"]))
+            .withColumn("_warnings", failing(by["warn"]))
+            .withColumn("_fatal", failing(by["fail"]))
+        )
+
+    def warnings(self, df: DataFrame) -> DataFrame:
+        """`_warnings` of rows that were judged in an earlier run (held rows): the warn rules hold only contracts."""
+        return df.withColumn("_warnings", failing([r for r in self.rules if r.severity == "warn"]))
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         raw_cols = landing_columns(self.entity)
@@ -207,7 +236,9 @@ class SilverBatch:
         distinct = batch.dropDuplicates(raw_cols + [RESCUED, "_source_file"])
         std = standardize(self.entity, resolve_rescued(self.entity, distinct), self.salt, self.ctx.settings.quality)
         std = std.withColumn("_confidence", confidence(self.ctx.settings.quality, self.entity))
-        std = std.withColumn("_failed_rules", failed_rules(self.ctx.settings.quality, self.entity))
+        for col, ref in self.references.items():  # code-set membership: a broadcast join, read by known_<col>
+            std = with_membership(std, col, self.lake.read(ref), membership_flag(col))
+        std = self.judged(std).drop("first_name", "last_name")  # judged: from here on only their tokens
         if self.entity != "patients":
             patients = (
                 self.lake.read(self.ctx.settings.table_name("silver", "patients")).select("patient_id").distinct()
@@ -224,7 +255,9 @@ class SilverBatch:
                 )
                 .drop("_patient_known")
             )
-        std = std.withColumn("_run_id", F.lit(self.ctx.run_id)).persist()
+        std = (
+            std.withColumn("_run_id", F.lit(self.ctx.run_id)).withColumn("_rule_version", F.lit(self.version)).persist()
+        )
         valid = std.filter(F.size("_failed_rules") == 0)
         held = std.filter(F.col("_failed_rules") == F.array(F.lit("patient_exists")))  # only its patient missing
         bad = std.filter((F.size("_failed_rules") > 0) & (F.col("_failed_rules") != F.array(F.lit("patient_exists"))))
@@ -234,10 +267,27 @@ class SilverBatch:
             F.count("*").alias("n"),
             F.sum((F.size("_failed_rules") == 0).cast("int")).alias("valid"),
             F.sum(F.col("_rescue_resolved").cast("int")).alias("resolved"),
+            F.sum((F.size("_fatal") > 0).cast("int")).alias("fatal"),
         ).first()
+        if counts["fatal"]:  # before anything of the batch is written: the run stops, the checkpoint stays put
+            names = sorted(r[0] for r in std.select(F.explode("_fatal")).distinct().collect())
+            self.fatal = (
+                f"silver {self.entity}: {counts['fatal']} row(s) failed fail-level rule(s) {', '.join(names)}; "
+                "nothing of the batch was written"
+            )
+            std.unpersist()
+            batch.unpersist()
+            raise JobError(self.fatal)
         superseded, written = self.upsert(valid)
         n_held = self.hold(held) if self.entity != "patients" else 0
         by_rule = self.quarantine_rows(bad)
+        warned = {
+            r["rule"]: r["n"]
+            for r in valid.select(F.explode("_warnings").alias("rule"))
+            .groupBy("rule")
+            .agg(F.count("*").alias("n"))
+            .collect()
+        }
         s = self.stats
         s["rows_in"] += rows_in
         s["exact_duplicates"] += rows_in - int(counts["n"])
@@ -250,6 +300,8 @@ class SilverBatch:
         s["updated"] += written.get("numTargetRowsUpdated", 0)
         for rule, n in by_rule.items():
             s["quarantined_by_rule"][rule] = s["quarantined_by_rule"].get(rule, 0) + n
+        for rule, n in warned.items():
+            s["warned_by_rule"][rule] = s["warned_by_rule"].get(rule, 0) + n
         std.unpersist()
         batch.unpersist()
 
@@ -295,7 +347,7 @@ class SilverBatch:
 
     def _with_hash(self, df: DataFrame) -> DataFrame:
         return df.select(
-            *Q_COLUMNS[self.entity], F.sha2(F.to_json(F.struct(*Q_COLUMNS[self.entity][:-1])), 256).alias("_row_hash")
+            *Q_COLUMNS[self.entity], F.sha2(F.to_json(F.struct(*Q_IDENTITY[self.entity])), 256).alias("_row_hash")
         )
 
     def quarantine_rows(self, bad: DataFrame) -> dict[str, int]:
@@ -305,6 +357,11 @@ class SilverBatch:
             self.lake.delta(self.quarantine)
             .alias("t")
             .merge(rows.alias("s"), "t._row_hash = s._row_hash")
+            # the same failure judged again by another catalog (re-validation): it now carries that catalog's version
+            .whenMatchedUpdate(
+                condition="NOT (t._rule_version <=> s._rule_version)",
+                set={"_rule_version": "s._rule_version", "_run_id": "s._run_id"},
+            )
             .whenNotMatchedInsertAll()
             .execute()
         )
@@ -327,6 +384,46 @@ class SilverBatch:
             .execute()
         )
         return int(_last_merge_metrics(self.lake.delta(self.held)).get("numSourceRows", 0))
+
+    def revalidate_quarantine(self) -> dict:
+        """Judge the quarantined rows again by the current rule catalog, from their bronze rows (the raw values, names
+        included, which quarantine does not keep): those that pass now go to silver (or wait in held), those that
+        still fail stay with the current catalog's reasons and version. Rows already judged by this catalog are left."""
+        key = KEYS[self.entity]
+        stale = (
+            self.lake.read(self.quarantine)
+            .where(~F.col("_rule_version").eqNullSafe(F.lit(self.version)))
+            .select(key, "_source_file", "_ingested_at", "_row_hash")
+            .persist()
+        )
+        n = stale.count()
+        if not n:
+            stale.unpersist()
+            return {"revalidated": 0, "released": 0, "still_quarantined": 0}
+        where = stale.select(
+            F.col(key).alias("_q_key"), F.col("_source_file").alias("_q_file"), F.col("_ingested_at").alias("_q_at")
+        ).distinct()  # own names: the same table is read again below, and a self-join must not mix the two
+        bronze = self.lake.read(self.ctx.settings.table_name("bronze", self.entity))
+        rows = bronze.join(
+            F.broadcast(where),
+            F.trim(bronze[key]).eqNullSafe(F.col("_q_key"))
+            & (bronze["_source_file"] == F.col("_q_file"))
+            & (bronze["_ingested_at"] == F.col("_q_at")),
+            "left_semi",
+        )
+        rejudged = {k: ({} if isinstance(v, dict) else 0) for k, v in self.stats.items() if k != "note"}
+        SilverBatch(self.ctx, self.entity, rejudged)(rows, -1)
+        table = self.lake.delta(self.quarantine)
+        cond = f"t._row_hash = s._row_hash AND NOT (t._rule_version <=> '{self.version}')"
+        table.alias("t").merge(stale.select("_row_hash").alias("s"), cond).whenMatchedDelete().execute()
+        # what still fails is in quarantine again, with this catalog's reasons (maybe other ones than before) and
+        # version: counted from the re-judged batch, not by reading `stale` again (Delta re-caches a cached plan of a
+        # table it writes, so after the writes `stale` holds only what is left of it; the delete above only needs that)
+        still = rejudged["quarantined"]
+        stale.unpersist()
+        for k in ("inserted", "updated", "held"):
+            self.stats[k] += rejudged[k]
+        return {"revalidated": n, "released": max(n - still, 0), "still_quarantined": still}
 
     def release_held(self) -> None:
         """Re-validate held rows: those whose patient arrived go to silver, those past the grace period to quarantine."""
@@ -356,9 +453,9 @@ class SilverBatch:
         n_ready, n_expired = ready.count(), expired.count()
         if n_ready:
             _, written = self.upsert(
-                ready.withColumn("_run_id", F.lit(self.ctx.run_id)).withColumn(
-                    "_confidence", confidence(self.ctx.settings.quality, self.entity)
-                )
+                self.warnings(ready)
+                .withColumn("_run_id", F.lit(self.ctx.run_id))
+                .withColumn("_confidence", confidence(self.ctx.settings.quality, self.entity))
             )
             self.stats["inserted"] += written.get("numTargetRowsInserted", 0)
             self.stats["updated"] += written.get("numTargetRowsUpdated", 0)
@@ -394,13 +491,14 @@ def ensure_tables(ctx: JobContext, entity: str, sample: DataFrame) -> None:
     )
     silver_schema = (
         std.withColumn("_confidence", F.lit(1.0))
+        .withColumn("_warnings", F.array().cast("array<string>"))
+        .withColumn("_rule_version", F.lit("v"))
         .select(*SILVER_COLUMNS[entity], *LINEAGE, *EXTRA, "_processed_at")
         .schema
     )
     lake.ensure(ctx.settings.table_name("silver", entity), silver_schema, "silver")
-    q = std.withColumn("_failed_rules", F.array().cast("array<string>")).select(
-        *Q_COLUMNS[entity], F.lit("h").alias("_row_hash")
-    )
+    q = std.withColumn("_failed_rules", F.array().cast("array<string>")).withColumn("_rule_version", F.lit("v"))
+    q = q.select(*Q_COLUMNS[entity], F.lit("h").alias("_row_hash"))
     lake.ensure(
         ctx.settings.table_name("quarantine", entity),
         q.withColumn("_quarantined_at", F.current_timestamp()).schema,
@@ -434,12 +532,22 @@ def process(ctx: JobContext, entity: str) -> dict:
         "inserted": 0,
         "updated": 0,
         "quarantined_by_rule": {},
+        "warned_by_rule": {},
     }
     if not lake.exists(bronze):
         stats["note"] = f"{bronze} does not exist yet"
         return stats
+    if ctx.args.full_refresh == "true":  # judge the whole of bronze again: the tables keep their identity and feed
+        for layer in ("silver", "quarantine", "held"):
+            name = ctx.settings.table_name(layer, entity) if layer != "held" or entity != "patients" else None
+            if name and lake.exists(name):
+                lake.delta(name).delete()
+        lake.reset_checkpoint(f"silver_{entity}")
+        stats["full_refresh"] = True
     ensure_tables(ctx, entity, lake.read(bronze).limit(0))
     batch = SilverBatch(ctx, entity, stats)
+    if ctx.args.revalidate_quarantine == "true":
+        stats["revalidation"] = batch.revalidate_quarantine()
     if entity != "patients":
         batch.release_held()  # patients that arrived since the last run (patients are processed first)
     query = (
@@ -449,7 +557,12 @@ def process(ctx: JobContext, entity: str) -> dict:
         .trigger(availableNow=True)
         .start()
     )
-    query.awaitTermination()
+    try:
+        query.awaitTermination()
+    except Exception:
+        if batch.fatal:  # a fail-level rule: its one-line reason, not the stream's stack trace
+            raise JobError(batch.fatal) from None
+        raise
     # rows released from held count as valid, expired ones as quarantined (they were neither when they arrived)
     stats["quality_score"] = score(
         stats["valid"] + stats["released"], stats["quarantined"] + stats["expired_to_quarantine"]
@@ -489,6 +602,7 @@ def run(ctx: JobContext) -> dict:
     bad = sum(r["quarantined"] + r["expired_to_quarantine"] for r in results.values())
     runs_table = record_run(ctx, results)
     summary = {
+        "rule_catalog_version": catalog_version(ctx.settings.quality),
         "entities": results,
         "quality_score": score(valid, bad),
         "runs_table": runs_table,
@@ -502,7 +616,23 @@ def run(ctx: JobContext) -> dict:
     return summary
 
 
-add_arguments = entities_argument
+def add_arguments(parser) -> None:
+    entities_argument(parser)
+    parser.add_argument(
+        "--full-refresh",
+        default="false",
+        choices=["true", "false"],
+        help="empty silver, quarantine and held and judge the whole of bronze again by the current rule catalog "
+        "(then rebuild gold with its own --full-refresh)",
+    )
+    parser.add_argument(
+        "--revalidate-quarantine",
+        default="false",
+        choices=["true", "false"],
+        help="judge the quarantined rows again by the current rule catalog; rows that pass now go on to silver",
+    )
+
+
 main = entry("silver", run, add_arguments)
 
 if __name__ == "__main__":

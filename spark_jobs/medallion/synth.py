@@ -54,7 +54,28 @@ DEFECTS = {
     "unknown_event_type": ("medical_events", "valid_event_type"),
     "event_orphan_patient": ("medical_events", "patient_exists"),
     "event_exact_duplicate": ("medical_events", "duplicate"),
+    # one kind per contract class (issue 17): non-finite numbers, implausible time, values outside a list, negative
+    # counts, absurd amounts, codes that are well formed but do not exist, the product request's test patients
+    "nan_bmi": ("patients", "finite_bmi"),
+    "infinite_charges": ("patients", "finite_charges"),
+    "absurd_charges": ("patients", "valid_charges"),
+    "negative_children": ("patients", "valid_children"),
+    "unknown_insurance_plan": ("patients", "valid_insurance_plan"),
+    "future_record_timestamp": ("patients", "valid_record_timestamp"),
+    "ancient_coverage_start": ("patients", "valid_coverage_start_date"),
+    "test_patient": ("patients", "potential_test_patient"),
+    "nan_claim_amount": ("claims", "finite_claim_amount"),
+    "absurd_claim_amount": ("claims", "valid_claim_amount"),
+    "ancient_claim_date": ("claims", "valid_claim_date"),
+    "unknown_icd10": ("claims", "known_diagnosis_code"),
+    "invalid_provider": ("medical_events", "valid_medical_provider"),
+    "ancient_event_date": ("medical_events", "valid_event_date"),
 }
+# Well-formed ICD-10-CM codes that are not billable FY2026 codes (headings, or no such code); a test checks them
+# against the committed CMS list.
+NOT_ICD10_CODES = ["E11.99", "I10.1", "E11", "J45.90", "Z99.999"]
+# Share of clean claims whose diagnosis code is sent without its dot, as an X12 837 claim transmits it
+UNDOTTED_SHARE = 0.3
 KEYS = {"patients": "patient_id", "claims": "claim_id", "medical_events": "event_id"}
 
 
@@ -101,6 +122,12 @@ def _skewed(rng: np.random.Generator, values: list, size: int) -> np.ndarray:
     return rng.choice(np.array(values, dtype=object), size=size, p=weights / weights.sum())
 
 
+def _undotted(rng: np.random.Generator, codes: np.ndarray) -> np.ndarray:
+    """Some codes as claims transmit them (`E119`); silver stores every code in its dotted form."""
+    strip = rng.random(codes.size) < UNDOTTED_SHARE
+    return np.where(strip, np.char.replace(codes.astype(str), ".", ""), codes.astype(str)).astype(object)
+
+
 def _fmt_ts(ts) -> list[str]:
     return [t.strftime(TS_FORMAT) for t in ts]
 
@@ -131,7 +158,7 @@ def _children(
             "patient_id": pids[c_owner],
             "claim_amount": np.round(rng.lognormal(np.log(650.0), 1.0, m) + 5.0, 2),
             "claim_date": c_dates,
-            "diagnosis_code": _skewed(rng, spec["diagnosis_codes"], m),
+            "diagnosis_code": _undotted(rng, _skewed(rng, spec["diagnosis_codes"], m)),
             "procedure_code": _skewed(rng, spec["procedure_codes"], m),
             "claim_status": rng.choice(status_names, size=m, p=status_p / status_p.sum()),
         }
@@ -339,7 +366,7 @@ def defect_block(b: int, lo: int, clean: dict[str, pd.DataFrame], spec: dict) ->
         elif kind == "future_claim_date":
             row["claim_date"] = f"{int(rng.integers(2090, 2100))}-06-15"
         elif kind == "malformed_icd10":
-            row["diagnosis_code"] = str(rng.choice(["123.45", "E1", "ZZZ", "U07.1X9Q1"]))
+            row["diagnosis_code"] = str(rng.choice(["123.45", "E1", "E1.9", "U07.1X9Q1"]))
         elif kind == "malformed_cpt":
             row["procedure_code"] = str(rng.choice(["9921", "ABCDE", "992134"]))
         elif kind in ("claim_orphan_patient", "event_orphan_patient"):
@@ -352,6 +379,34 @@ def defect_block(b: int, lo: int, clean: dict[str, pd.DataFrame], spec: dict) ->
             row["event_date"] = f"{int(rng.integers(2090, 2100))}-01-20"
         elif kind == "unknown_event_type":
             row["event_type"] = str(rng.choice(["", "SURGERY_X", "unknown"]))
+        elif kind == "nan_bmi":
+            row["bmi"] = "NaN"
+        elif kind == "infinite_charges":
+            row["charges"] = str(rng.choice(["Inf", "-Inf", "Infinity"]))
+        elif kind == "absurd_charges":
+            row["charges"] = float(rng.choice([2.5e6, 9.9e12]))
+        elif kind == "negative_children":
+            row["children"] = int(rng.choice([-1, -3]))
+        elif kind == "unknown_insurance_plan":
+            row["insurance_plan"] = str(rng.choice(["DIAMOND", "MEDIGAP-X", "NONE"]))
+        elif kind == "future_record_timestamp":
+            row["timestamp"] = f"{int(rng.integers(2050, 2100))}-03-01 12:00:00"
+        elif kind == "ancient_coverage_start":
+            row["coverage_start_date"] = f"{int(rng.integers(1900, 1950))}-01-01"
+        elif kind == "test_patient":
+            row[str(rng.choice(["first_name", "last_name"]))] = str(rng.choice(["Test", "TEST", "Testpatient"]))
+        elif kind == "nan_claim_amount":
+            row["claim_amount"] = "NaN"
+        elif kind == "absurd_claim_amount":
+            row["claim_amount"] = float(rng.choice([5.0e6, 1.0e9]))
+        elif kind == "ancient_claim_date":
+            row["claim_date"] = f"{int(rng.integers(1990, 2015))}-06-01"
+        elif kind == "unknown_icd10":
+            row["diagnosis_code"] = str(rng.choice(NOT_ICD10_CODES))
+        elif kind == "invalid_provider":
+            row["medical_provider"] = str(rng.choice(["x", "Clinic\tName", "N" * 300]))
+        elif kind == "ancient_event_date":
+            row["event_date"] = f"{int(rng.integers(1900, 1950))}-01-20"
         values = [row[c] for c in spec["columns"][entity] if c in row]
         if extra is not None:
             values.append(extra)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from medallion.config import ENTITIES, load_raw
+from medallion.rules import rule_expressions
 from medallion.schemas import landing_columns
 from medallion.synth import DEFECTS, block_bodies, new_block, premium, smoker_probability
 
@@ -157,7 +158,29 @@ def test_smoking_curve_and_premium_formula():
 
 
 def test_every_defect_kind_names_a_rule_of_the_catalog():
-    rules = load_raw()["quality"]["rules"]
+    quality = load_raw()["quality"]
+    rules = {e: rule_expressions(quality, e) for e in ENTITIES}
     assert len(DEFECTS) >= 12 and {e for e, _ in DEFECTS.values()} == set(ENTITIES)
     for kind, (entity, rule) in DEFECTS.items():
         assert rule in rules[entity] or rule in ("duplicate", "patient_exists"), kind
+
+
+def test_generated_codes_come_from_silver_code_sets_and_names_are_never_test_patients():
+    """The generator's codes are real (the committed CMS list; the procedure format) and its names never contain
+    TEST, so a quarantined clean row is a false positive, not an accident of the name pool."""
+    import re
+
+    from medallion.codesets import file_path, read_codes
+    from medallion.config import load_settings
+    from medallion.synth import NOT_ICD10_CODES, name_pools
+
+    settings = load_settings()
+    gen, quality = load_raw()["generator"], load_raw()["quality"]
+    known = set(read_codes(file_path(settings, "icd10cm")))
+    assert set(gen["diagnosis_codes"]) <= known
+    assert not set(NOT_ICD10_CODES) & known
+    assert all(re.match(quality["patterns"]["icd10"], c) for c in NOT_ICD10_CODES)  # well formed, not real
+    assert all(re.match(quality["patterns"]["procedure"], c) for c in gen["procedure_codes"])
+    assert any(c[0].isalpha() for c in gen["procedure_codes"])  # HCPCS Level II among them
+    first, last = name_pools(int(gen["seed"]))
+    assert not [n for n in [*first, *last] if "TEST" in n.upper()]

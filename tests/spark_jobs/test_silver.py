@@ -221,3 +221,137 @@ def test_hours_taken_in_one_run_keep_the_lineage_separate_runs_keep(run_job, spa
     }
     # C0000001: PAID first sent at 13:00 (14:00 re-sent it unchanged); C0000002: PAID again at 14:00 after APPROVED
     assert got == {"C0000001": ("PAID", "2026-11-27T1300Z"), "C0000002": ("PAID", "2026-11-27T1400Z")}
+
+
+def test_contracts_quarantine_non_finite_implausible_and_unlisted_values_and_warn_on_outliers(run_job, spark, settings):
+    """Hand-made rows of the classes the generator's own catalog missed: NaN / Infinity, a record stamped decades
+    ahead, a plan outside the list, a negative count, an absurd amount; an outlier is kept and warned."""
+    write_landing(
+        settings,
+        "2026-11-27T0500Z",
+        "patients",
+        PATIENTS_HEADER
+        + "P0000001,Ann,Lee,40,FEMALE,SOUTHWEST,NaN,false,1,9000.5,GOLD,2025-01-01,2026-11-27 05:10:00\n"
+        "P0000002,Bob,Ray,41,MALE,NORTHEAST,25.0,false,1,Inf,GOLD,2025-01-01,2026-11-27 05:10:00\n"
+        "P0000003,Cy,Oh,42,MALE,NORTHEAST,25.0,false,-2,100,DIAMOND,2025-01-01,2061-01-01 00:00:00\n"
+        "P0000004,Di,Ng,82,FEMALE,SOUTHEAST,25.0,false,0,9000.5,HMO,2025-01-01,2026-11-27 05:10:00\n"
+        "P0000005,Zed,McTest,50,MALE,SOUTHEAST,25.0,false,0,9000.5,HMO,2025-01-01,2026-11-27 05:10:00\n",
+    )
+    write_landing(
+        settings,
+        "2026-11-27T0500Z",
+        "claims",
+        CLAIMS_HEADER + "C0000001,P0000004,-Infinity,2026-11-01,I10,99213,PAID\n"
+        "C0000002,P0000004,99999999,2026-11-01,I10,99213,PAID\n"
+        "C0000003,P0000004,80.25,2026-11-01,E11.9,J1100,PAID\n"
+        "C0000004,P0000004,80.25,2026-11-01,e119,99213,PAID\n"  # as an X12 837 sends it
+        "C0000005,P0000004,80.25,2026-11-01,E11,99213,PAID\n"  # a heading, not a billable code
+        "C0000006,P0000004,80.25,2026-11-01,E1,99213,PAID\n",
+    )
+    run_job("bronze")
+    s = run_job("silver")["entities"]
+    q = {r.patient_id: sorted(r._failed_rules) for r in table(spark, settings, "quarantine", "patients").collect()}
+    assert q == {
+        "P0000001": ["finite_bmi"],
+        "P0000002": ["finite_charges"],
+        "P0000003": ["valid_children", "valid_insurance_plan", "valid_record_timestamp"],
+        "P0000005": ["potential_test_patient"],  # judged on the name, kept only as its token
+    }
+    [kept] = table(spark, settings, "silver", "patients").collect()
+    assert (kept.patient_id, list(kept._warnings)) == ("P0000004", ["typical_age"])
+    assert s["patients"]["warned_by_rule"] == {"typical_age": 1} and s["patients"]["valid"] == 1
+    qc = {r.claim_id: sorted(r._failed_rules) for r in table(spark, settings, "quarantine", "claims").collect()}
+    assert qc == {
+        "C0000001": ["finite_claim_amount"],
+        "C0000002": ["valid_claim_amount"],
+        "C0000005": ["known_diagnosis_code"],
+        "C0000006": ["valid_diagnosis_code"],
+    }
+    ok = {
+        r.claim_id: (r.diagnosis_code, r.procedure_code) for r in table(spark, settings, "silver", "claims").collect()
+    }
+    assert ok == {"C0000003": ("E11.9", "J1100"), "C0000004": ("E11.9", "99213")}
+
+
+def test_a_fail_level_rule_stops_the_run_before_the_batch_writes_anything(
+    run_job, spark, settings, tmp_path, monkeypatch
+):
+    import yaml
+
+    write_landing(
+        settings,
+        "2026-11-27T0500Z",
+        "patients",
+        PATIENTS_HEADER
+        + "P0000001,Ann,Lee,40,FEMALE,SOUTHWEST,25.0,false,1,9000.5,GOLD,2025-01-01,2026-11-27 05:10:00\n"
+        "P0000002,Bob,Ray,200,MALE,NORTHEAST,25.0,false,1,100,GOLD,2025-01-01,2026-11-27 05:10:00\n",
+    )
+    run_job("bronze", "--entities", "patients")
+    raw = yaml.safe_load((settings.root / "include" / "pipeline.yaml").read_text())
+    raw["quality"]["rules"]["patients"]["no_ann"] = {
+        "expr": "first_name_token IS NULL OR age <> 40",
+        "severity": "fail",
+    }
+    strict = tmp_path / "pipeline.yaml"
+    strict.write_text(yaml.safe_dump(raw))
+    monkeypatch.setenv("MEDALLION_CONFIG", str(strict))
+    failed = run_job("silver", "--entities", "patients", expect_ok=False)
+    assert failed["_exit_code"] == 1
+    assert failed["reason"] == (
+        "silver patients: 1 row(s) failed fail-level rule(s) no_ann; nothing of the batch was written"
+    )
+    for layer in ("silver", "quarantine"):
+        assert table(spark, settings, layer, "patients").count() == 0, layer
+    # the rule withdrawn, the same bronze rows are judged again (the checkpoint did not move)
+    monkeypatch.delenv("MEDALLION_CONFIG")
+    again = run_job("silver", "--entities", "patients")["entities"]["patients"]
+    assert (again["rows_in"], again["valid"], again["quarantined"]) == (2, 1, 1)
+
+
+def test_after_a_rule_change_quarantine_is_revalidated_and_a_full_refresh_rejudges_bronze(
+    run_job, spark, settings, tmp_path, monkeypatch
+):
+    import yaml
+
+    write_landing(
+        settings,
+        "2026-11-27T0500Z",
+        "patients",
+        PATIENTS_HEADER
+        + "P0000001,Ann,Lee,40,FEMALE,SOUTHWEST,25.0,false,1,9000.5,GOLD,2025-01-01,2026-11-27 05:10:00\n"
+        "P0000002,Bob,Ray,41,MALE,NORTHEAST,25.0,false,1,100,DIAMOND,2025-01-01,2026-11-27 05:10:00\n"
+        "P0000003,Cy,Oh,200,MALE,NORTHEAST,25.0,false,1,100,DIAMOND,2025-01-01,2026-11-27 05:10:00\n",
+    )
+    run_job("bronze", "--entities", "patients")
+    first = run_job("silver", "--entities", "patients")
+    v1 = first["rule_catalog_version"]
+    stamped = {r.patient_id: r._rule_version for r in table(spark, settings, "silver", "patients").collect()}
+    assert stamped == {"P0000001": v1}
+    q = {r.patient_id: r._rule_version for r in table(spark, settings, "quarantine", "patients").collect()}
+    assert q == {"P0000002": v1, "P0000003": v1}
+    # the plan list gains DIAMOND: P0000002 now passes, P0000003 still fails its age
+    raw = yaml.safe_load((settings.root / "include" / "pipeline.yaml").read_text())
+    raw["quality"]["vocabularies"]["insurance_plan"] = [*raw["generator"]["insurance_plans"], "DIAMOND"]
+    wider = tmp_path / "pipeline.yaml"
+    wider.write_text(yaml.safe_dump(raw))
+    monkeypatch.setenv("MEDALLION_CONFIG", str(wider))
+    second = run_job("silver", "--entities", "patients", "--revalidate-quarantine", "true")
+    v2 = second["rule_catalog_version"]
+    assert v2 != v1
+    assert second["entities"]["patients"]["revalidation"] == {"revalidated": 2, "released": 1, "still_quarantined": 1}
+    stamped = {r.patient_id: r._rule_version for r in table(spark, settings, "silver", "patients").collect()}
+    assert stamped == {"P0000001": v1, "P0000002": v2}
+    q = {
+        r.patient_id: (r._rule_version, list(r._failed_rules))
+        for r in table(spark, settings, "quarantine", "patients").collect()
+    }
+    assert q == {"P0000003": (v2, ["valid_age"])}
+    # back to the original rules, the whole of bronze judged again
+    monkeypatch.delenv("MEDALLION_CONFIG")
+    third = run_job("silver", "--entities", "patients", "--full-refresh", "true")["entities"]["patients"]
+    assert (third["rows_in"], third["valid"], third["quarantined"]) == (3, 1, 2)
+    assert {r.patient_id: r._rule_version for r in table(spark, settings, "silver", "patients").collect()} == {
+        "P0000001": v1
+    }
+    q = {r.patient_id: sorted(r._failed_rules) for r in table(spark, settings, "quarantine", "patients").collect()}
+    assert q == {"P0000002": ["valid_insurance_plan"], "P0000003": ["valid_age", "valid_insurance_plan"]}

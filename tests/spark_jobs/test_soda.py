@@ -149,7 +149,7 @@ def test_check_files_take_vocabularies_ranges_and_patterns_from_the_config(setti
     assert seen_range == quality["ranges"]
     assert seen_pattern == {
         "diagnosis_code": quality["patterns"]["icd10"],
-        "procedure_code": quality["patterns"]["cpt"],
+        "procedure_code": quality["patterns"]["procedure"],
     }
 
 
