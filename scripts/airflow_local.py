@@ -35,6 +35,8 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 DAGS = ["medallion_generate", "medallion_bronze", "medallion_silver", "medallion_gold", "medallion_monitor"]
 COMPONENTS = ["api-server", "scheduler", "dag-processor", "triggerer"]
@@ -81,6 +83,8 @@ def airflow_env() -> dict[str, str]:
         "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "30",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
         "MEDALLION_HOME": str(ROOT),
+        # local Spark tasks take a slot of the declared pool: no more JVMs at once than it has slots
+        "MEDALLION_SPARK_POOL": next((p["pool_name"] for p in declared_pools()), "default_pool"),
     }
     env = dict(os.environ)
     for key, value in defaults.items():
@@ -95,12 +99,20 @@ def airflow_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run([str(exe), *args], env=airflow_env(), check=check, text=True, capture_output=True)
 
 
+def declared_pools() -> list[dict]:
+    """The pools airflow_settings.yaml declares (what `astro dev start` creates), so a local Airflow has them too."""
+    with open(ROOT / "airflow_settings.yaml", encoding="utf-8") as fh:
+        return (yaml.safe_load(fh).get("airflow") or {}).get("pools") or []
+
+
 def setup() -> None:
-    """Create or upgrade the metadata DB (idempotent)."""
+    """Create or upgrade the metadata DB and create the declared pools (idempotent)."""
     result = airflow_cli("db", "migrate", check=False)
     if result.returncode != 0:
         sys.stderr.write(result.stdout[-3000:] + result.stderr[-3000:])
         raise SystemExit("airflow db migrate failed")
+    for pool in declared_pools():
+        airflow_cli("pools", "set", pool["pool_name"], str(pool["pool_slot"]), pool.get("pool_description") or "")
     print(f"Airflow metadata DB ready in {airflow_home()}")
 
 

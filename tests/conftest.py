@@ -61,7 +61,7 @@ def run_job(lakehouse):
         add_arguments = getattr(module, "add_arguments", None)
         out = io.StringIO()
         with redirect_stdout(out):
-            code = _run_job(job, module.run, add_arguments, list(argv))
+            code = _run_job(job, module.run, add_arguments, list(argv), getattr(module, "idle", None))
         lines = [l for l in out.getvalue().splitlines() if l.startswith("{")]
         summary = json.loads(lines[-1])
         if expect_ok:

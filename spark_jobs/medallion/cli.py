@@ -61,7 +61,7 @@ class JobContext:
         if self._lakehouse is None:
             from .lakehouse import Lakehouse
 
-            self._lakehouse = Lakehouse(self.spark, self.settings)
+            self._lakehouse = Lakehouse(lambda: self.spark, self.settings)  # Spark starts on first use
         return self._lakehouse
 
 
@@ -124,7 +124,16 @@ def _json_default(value: Any):
     return str(value)
 
 
-def run_job(job: str, run: Callable[[JobContext], dict], add_arguments=None, argv: list[str] | None = None) -> int:
+def run_job(
+    job: str,
+    run: Callable[[JobContext], dict],
+    add_arguments=None,
+    argv: list[str] | None = None,
+    idle: Callable[[JobContext], str | None] | None = None,
+) -> int:
+    """Run one job. `idle(ctx)` (optional) says why a run has nothing to do — read without starting Spark where the
+    target allows it; the run then reports that as `skipped` and succeeds at once (an hourly safety-net run after
+    the asset-triggered one has processed everything)."""
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("py4j").setLevel(logging.WARNING)
     args = build_parser(job, add_arguments).parse_args(argv)
@@ -154,7 +163,10 @@ def run_job(job: str, run: Callable[[JobContext], dict], add_arguments=None, arg
             start,
             end,
         )
-        result = run(ctx) or {}
+        skipped = idle(ctx) if idle else None
+        if skipped:
+            log.info("job %s has nothing to do: %s", job, skipped)
+        result = {"skipped": skipped} if skipped else (run(ctx) or {})
         summary = {
             "job": job,
             "status": "success",
@@ -181,11 +193,11 @@ def run_job(job: str, run: Callable[[JobContext], dict], add_arguments=None, arg
     return 1
 
 
-def entry(job: str, run, add_arguments=None) -> Callable[[list[str] | None], None]:
+def entry(job: str, run, add_arguments=None, idle=None) -> Callable[[list[str] | None], None]:
     """Build a console entry point `main()` for a job module."""
 
     def main(argv: list[str] | None = None) -> None:
-        sys.exit(run_job(job, run, add_arguments, argv))
+        sys.exit(run_job(job, run, add_arguments, argv, idle))
 
     return main
 

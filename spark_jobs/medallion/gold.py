@@ -182,7 +182,9 @@ def _changes(batch: DataFrame) -> DataFrame:
     return batch.filter(F.col("_change_type").isin(*CHANGE_TYPES))
 
 
-CHECKPOINTS = ("gold_dim_patients", "gold_claims", "gold_medical_events")
+# each gold stream's checkpoint and the silver entity it reads (its change data feed)
+STREAMS = {"gold_dim_patients": "patients", "gold_claims": "claims", "gold_medical_events": "medical_events"}
+CHECKPOINTS = tuple(STREAMS)
 
 
 def add_arguments(parser) -> None:
@@ -192,6 +194,18 @@ def add_arguments(parser) -> None:
         choices=["true", "false"],
         help="drop the gold tables and rebuild them from the whole of silver",
     )
+
+
+def idle(ctx: JobContext) -> str | None:
+    """Why this run has nothing to build: every gold stream has already read every silver version (read off the
+    files locally, without starting Spark). A full refresh always runs."""
+    if ctx.args.full_refresh == "true":
+        return None
+    lake, settings = ctx.lakehouse, ctx.settings
+    gold_built = all(lake.exists(settings.table_name("gold", entity)) for entity in STREAMS.values())
+    if gold_built and all(lake.stream_caught_up(settings.table_name("silver", e), cp) for cp, e in STREAMS.items()):
+        return "no new rows in silver since the last run"
+    return None
 
 
 def run(ctx: JobContext) -> dict:
@@ -224,6 +238,7 @@ def run(ctx: JobContext) -> dict:
         .start()
     )
     q.awaitTermination()
+    lake.stream_finished("gold_dim_patients")
     dim_version_after = lake.version(dim_name)
 
     for entity, (key, _) in FACTS.items():
@@ -242,6 +257,7 @@ def run(ctx: JobContext) -> dict:
             .start()
         )
         q.awaitTermination()
+        lake.stream_finished(f"gold_{entity}")
 
     # patients whose history was re-cut this run: their facts may now point at another version
     if dim_version_after > dim_version_before:
@@ -266,7 +282,7 @@ def run(ctx: JobContext) -> dict:
     }
 
 
-main = entry("gold", run, add_arguments)
+main = entry("gold", run, add_arguments, idle)
 
 if __name__ == "__main__":
     main()

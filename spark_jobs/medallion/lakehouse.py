@@ -6,8 +6,10 @@ Every job goes through this module, so the rest of the code never branches on th
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+from collections.abc import Callable
 
 from delta.tables import DeltaTable
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -21,9 +23,17 @@ LAYER_PROPERTY = {"bronze": "bronze", "silver": "silver", "gold": "gold", "quara
 
 
 class Lakehouse:
-    def __init__(self, spark: SparkSession, settings: Settings):
-        self.spark = spark
+    def __init__(self, spark: SparkSession | Callable[[], SparkSession], settings: Settings):
+        """`spark` is a session, or a function that returns one: then Spark starts only when a table is read or
+        written, so a run that finds nothing to do (see `stream_caught_up`) never starts it."""
+        self._spark = spark
         self.settings = settings
+
+    @property
+    def spark(self) -> SparkSession:
+        if callable(self._spark):
+            self._spark = self._spark()
+        return self._spark
 
     # ---- naming -----------------------------------------------------------------------------
     def path(self, table: str) -> str:
@@ -57,8 +67,8 @@ class Lakehouse:
 
     # ---- reading ----------------------------------------------------------------------------
     def exists(self, table: str) -> bool:
-        if self.settings.is_local:
-            return DeltaTable.isDeltaTable(self.spark, self.path(table))
+        if self.settings.is_local:  # a Delta table is a folder with a transaction log that has a commit
+            return bool(self._log_versions(table))
         return self.spark.catalog.tableExists(f"{self.settings.catalog}.{self.settings.schema}.{table}")
 
     def read(self, table: str) -> DataFrame:
@@ -72,9 +82,86 @@ class Lakehouse:
     def version(self, table: str) -> int:
         """The table's latest committed version (locally read off the transaction log's file names: no job)."""
         if self.settings.is_local:
-            log_dir = os.path.join(self.path(table), "_delta_log")
-            return max(int(name[:20]) for name in os.listdir(log_dir) if name.endswith(".json") and name[:20].isdigit())
+            return max(self._log_versions(table))
         return int(self.delta(table).history(1).select("version").first()[0])
+
+    def _log_versions(self, table: str) -> list[int]:
+        """The versions with a commit file in a local table's transaction log (none: not a Delta table)."""
+        try:
+            names = os.listdir(os.path.join(self.path(table), "_delta_log"))
+        except OSError:
+            return []
+        return [int(n[:20]) for n in names if n.endswith(".json") and len(n) == 25 and n[:20].isdigit()]
+
+    def _table_id(self, table: str) -> str | None:
+        """A local table's id (its latest metaData action): a table dropped and created again gets a new one."""
+        log_dir = os.path.join(self.path(table), "_delta_log")
+        for version in sorted(self._log_versions(table), reverse=True):
+            with open(os.path.join(log_dir, f"{version:020d}.json"), encoding="utf-8") as fh:
+                for line in fh:
+                    if '"metaData"' in line:
+                        return json.loads(line)["metaData"]["id"]
+        return None  # only in a log checkpoint (an old table): unknown
+
+    # ---- what a run has to do, read without starting Spark where the target allows it ---------
+    FINISHED = "medallion_finished"  # in a stream's checkpoint: the last batch of a run that read to the end
+
+    def stream_finished(self, checkpoint: str) -> None:
+        """Record that an `availableNow` run of a stream ended normally, having read everything there was when it
+        started (called after `awaitTermination` returns). Local only: `stream_caught_up` reads it."""
+        if not self.settings.is_local:
+            return
+        batches = self._batches(self.checkpoint(checkpoint), "commits")
+        if batches:
+            path = os.path.join(self.checkpoint(checkpoint), self.FINISHED)
+            with open(path + ".tmp", "w", encoding="utf-8") as fh:
+                fh.write(str(batches[-1]))
+            os.replace(path + ".tmp", path)
+
+    @staticmethod
+    def _batches(folder: str, kind: str) -> list[int]:
+        try:
+            return sorted(int(n) for n in os.listdir(os.path.join(folder, kind)) if n.isdigit())
+        except OSError:
+            return []
+
+    def stream_caught_up(self, source: str, checkpoint: str) -> bool:
+        """True when an `availableNow` run of a Delta stream would read nothing: its last run ended normally
+        (`stream_finished`) with its last batch committed, and the source has no version it had not read. Locally
+        all of it is files (the transaction log; the checkpoint's offsets, commits and finish mark), so no Spark is
+        started; False whenever it cannot tell (on Databricks, where Unity Catalog tables are not read as files; a run
+        that died mid-way; a source table created again since)."""
+        if not self.settings.is_local:
+            return False
+        folder = self.checkpoint(checkpoint)
+        offsets, commits = self._batches(folder, "offsets"), self._batches(folder, "commits")
+        try:
+            with open(os.path.join(folder, self.FINISHED), encoding="utf-8") as fh:
+                finished = int(fh.read().strip())
+            if not offsets or commits[-1:] != offsets[-1:] or finished != offsets[-1]:
+                return False  # no batch yet, the last one did not commit, or a later run did not finish
+            with open(os.path.join(folder, "offsets", str(offsets[-1])), encoding="utf-8") as fh:
+                offset = json.loads(fh.read().splitlines()[2])  # "v1", the batch's metadata, then the source's offset
+            latest = self.version(source)
+            table_id = self._table_id(source)
+        except (OSError, ValueError, IndexError):
+            return False
+        # Delta's offset: (version, index of its last file read), or (next version, -1) once a version was read whole
+        index, version = int(offset.get("index", -2)), int(offset.get("reservoirVersion", -1))
+        read_through = version - 1 if index == -1 else version
+        return table_id is not None and offset.get("reservoirId") == table_id and read_through >= latest
+
+    def known_empty(self, table: str) -> bool:
+        """True when a table is known to hold no rows without reading it (locally: the checksum Delta writes with a
+        commit counts its files); False when it has rows or that cannot be told."""
+        if not self.settings.is_local or not self.exists(table):
+            return False
+        crc = os.path.join(self.path(table), "_delta_log", f"{self.version(table):020d}.crc")
+        try:
+            with open(crc, encoding="utf-8") as fh:
+                return json.load(fh).get("numFiles") == 0
+        except (OSError, ValueError):
+            return False
 
     def read_changes(self, table: str, start: int, end: int) -> DataFrame:
         """The change data feed of versions [start, end] (with `_change_type`, `_commit_version`)."""

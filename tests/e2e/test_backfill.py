@@ -18,7 +18,7 @@ from medallion.config import ENTITIES, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 PATIENTS = 80
-HOURS = 3
+HOURS = 2  # two hours suffice to group them differently (one backfill vs one run each); each more costs ~4 min
 LAYERS = ("bronze", "silver", "gold")
 
 # Columns that legitimately differ between two executions of the same data: when and by which run a row was

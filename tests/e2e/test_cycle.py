@@ -108,6 +108,16 @@ def test_hourly_cycle_through_airflow_is_consistent_and_rerunnable(airflow, tmp_
     assert monitor["quality"]["overall"]["total_score"] >= settings.quality["target_score"]
     assert monitor["stale_tables"] == [] and monitor["reconciliation"]["patients"] is not False
 
+    # every Spark job took a slot of the pool airflow_settings.yaml declares (what `astro dev start` creates)
+    (pool,) = [p for p in airflow_local.declared_pools() if p["pool_name"] == "medallion_spark"]
+    assert airflow["api"].get("/api/v2/pools/medallion_spark")["slots"] == pool["pool_slot"]
+    instances = airflow["api"].get("/api/v2/dags/~/dagRuns/~/taskInstances?limit=500")["task_instances"]
+    spark_tasks = [ti for ti in instances if ti["operator"] == "LocalSparkJobOperator"]
+    assert {ti["dag_id"] for ti in spark_tasks} >= {
+        f"medallion_{job}" for job in ("generate", "bronze", "silver", "gold", "monitor")
+    }
+    assert {ti["pool"] for ti in spark_tasks} == {"medallion_spark"}
+
     # the same hour again: Airflow re-runs the interval and no row lands twice
     second = _cycle(airflow, interval_start, tmp_path / "second.json")
     assert second["interval_start"] == first["interval_start"]

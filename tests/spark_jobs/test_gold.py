@@ -91,6 +91,36 @@ def test_scd2_new_version_splits_history_and_facts_follow_the_date(run_job, spar
     assert sorted(map(tuple, table(spark, settings, "gold", "claims").drop("_updated_at").collect())) == before
 
 
+def test_a_gold_run_with_no_new_silver_rows_skips_without_starting_spark(run_job, spark, settings, monkeypatch):
+    """The hourly safety-net run after the asset-triggered one: nothing new in silver, so no Spark, no commit."""
+    from medallion import gold, session
+    from medallion.cli import JobContext, build_parser
+
+    write_landing(settings, "2026-11-20T0500Z", "patients", PATIENTS_HEADER + _patient("2026-11-20 05:00:00", 25.0))
+    _cycle(run_job)
+    lake = Lakehouse(spark, settings)
+    versions = {e: lake.version(settings.table_name("gold", e)) for e in ("patients", "claims", "medical_events")}
+    assert run_job("gold")["skipped"] == "no new rows in silver since the last run"
+    assert {e: lake.version(settings.table_name("gold", e)) for e in versions} == versions
+
+    def no_spark(*_a, **_k):
+        raise AssertionError("Spark was started")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(session, "get_spark", no_spark)
+        args = build_parser("gold", gold.add_arguments).parse_args([])
+        ctx = JobContext(job="gold", settings=settings, args=args, run_id="r", interval_start=None, interval_end=None)
+        assert gold.idle(ctx) == "no new rows in silver since the last run"
+        full = build_parser("gold", gold.add_arguments).parse_args(["--full-refresh", "true"])
+        assert gold.idle(JobContext("gold", settings, full, "r", None, None)) is None  # a full refresh always runs
+
+    # new silver rows: the next run builds them
+    write_landing(settings, "2026-11-21T0500Z", "patients", PATIENTS_HEADER + _patient("2026-11-21 05:00:00", 27.0))
+    run_job("bronze"), run_job("silver")
+    summary = run_job("gold")
+    assert "skipped" not in summary and summary["dim_versions"][1] > summary["dim_versions"][0]
+
+
 def test_an_out_of_order_version_is_cut_into_its_place_and_facts_follow(run_job, spark, settings):
     write_landing(
         settings,
