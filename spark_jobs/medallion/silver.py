@@ -399,7 +399,7 @@ class SilverBatch:
         n = stale.count()
         if not n:
             stale.unpersist()
-            return {"revalidated": 0, "released": 0, "still_quarantined": 0}
+            return {"revalidated": 0, "released": 0, "held": 0, "still_quarantined": 0}
         where = stale.select(
             F.col(key).alias("_q_key"), F.col("_source_file").alias("_q_file"), F.col("_ingested_at").alias("_q_at")
         ).distinct()  # own names: the same table is read again below, and a self-join must not mix the two
@@ -421,9 +421,11 @@ class SilverBatch:
         # table it writes, so after the writes `stale` holds only what is left of it; the delete above only needs that)
         still = rejudged["quarantined"]
         stale.unpersist()
-        for k in ("inserted", "updated", "held"):
+        # the run's row figures stay those of its new bronze rows (the monitor reconciles them with bronze); what the
+        # re-validation wrote counts in inserted / updated, the rest in the summary's `revalidation`
+        for k in ("inserted", "updated"):
             self.stats[k] += rejudged[k]
-        return {"revalidated": n, "released": max(n - still, 0), "still_quarantined": still}
+        return {"revalidated": n, "released": max(n - still, 0), "held": rejudged["held"], "still_quarantined": still}
 
     def release_held(self) -> None:
         """Re-validate held rows: those whose patient arrived go to silver, those past the grace period to quarantine."""
@@ -563,6 +565,7 @@ def process(ctx: JobContext, entity: str) -> dict:
         if batch.fatal:  # a fail-level rule: its one-line reason, not the stream's stack trace
             raise JobError(batch.fatal) from None
         raise
+    lake.stream_finished(f"silver_{entity}")  # read to the end: a later run with nothing new may skip (idle)
     # rows released from held count as valid, expired ones as quarantined (they were neither when they arrived)
     stats["quality_score"] = score(
         stats["valid"] + stats["released"], stats["quarantined"] + stats["expired_to_quarantine"]
@@ -616,6 +619,26 @@ def run(ctx: JobContext) -> dict:
     return summary
 
 
+def idle(ctx: JobContext) -> str | None:
+    """Why this run has nothing to judge, told without starting Spark where the target allows it (locally, off the
+    Delta logs and stream checkpoints): bronze has no tables yet, or every silver stream has read every bronze version
+    and no row is held (held rows are re-judged every run: their patient may have arrived, their grace may be over).
+    A full refresh or a re-validation always runs."""
+    lake, settings = ctx.lakehouse, ctx.settings
+    entities = selected_entities(ctx.args)
+    if ctx.args.full_refresh == "true" or ctx.args.revalidate_quarantine == "true":
+        return None
+    if not any(lake.exists(settings.table_name("bronze", e)) for e in entities):
+        return "bronze has no tables yet; nothing to judge"
+    for entity in entities:
+        caught_up = lake.exists(settings.table_name("silver", entity)) and lake.stream_caught_up(
+            settings.table_name("bronze", entity), f"silver_{entity}"
+        )
+        if not caught_up or (entity != "patients" and not lake.known_empty(settings.table_name("held", entity))):
+            return None
+    return "no new rows in bronze since the last run and none held"
+
+
 def add_arguments(parser) -> None:
     entities_argument(parser)
     parser.add_argument(
@@ -633,7 +656,7 @@ def add_arguments(parser) -> None:
     )
 
 
-main = entry("silver", run, add_arguments)
+main = entry("silver", run, add_arguments, idle)
 
 if __name__ == "__main__":
     main()

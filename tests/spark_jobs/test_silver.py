@@ -338,7 +338,12 @@ def test_after_a_rule_change_quarantine_is_revalidated_and_a_full_refresh_rejudg
     second = run_job("silver", "--entities", "patients", "--revalidate-quarantine", "true")
     v2 = second["rule_catalog_version"]
     assert v2 != v1
-    assert second["entities"]["patients"]["revalidation"] == {"revalidated": 2, "released": 1, "still_quarantined": 1}
+    assert second["entities"]["patients"]["revalidation"] == {
+        "revalidated": 2,
+        "released": 1,
+        "held": 0,
+        "still_quarantined": 1,
+    }
     stamped = {r.patient_id: r._rule_version for r in table(spark, settings, "silver", "patients").collect()}
     assert stamped == {"P0000001": v1, "P0000002": v2}
     q = {
