@@ -63,8 +63,8 @@ $(STAMP): requirements-dev.lock spark_jobs/pyproject.toml
 	$(PY) -m uv pip install -q --python $(PY) --no-deps -e spark_jobs
 	touch $(STAMP)
 
-# Delta Lake's jars, resolved from Maven Central once into .cache/ivy
-$(JARS): $(STAMP) include/pipeline.yaml
+# Delta Lake's jars, resolved from Maven Central once into .cache/ivy, and the JVM's class archive (.cache/cds)
+$(JARS): $(STAMP) include/pipeline.yaml spark_jobs/medallion/session.py spark_jobs/medallion/warmup.py
 	$(PY) -m medallion.warmup
 	touch $(JARS)
 

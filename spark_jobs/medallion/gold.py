@@ -197,11 +197,17 @@ def add_arguments(parser) -> None:
 
 
 def idle(ctx: JobContext) -> str | None:
-    """Why this run has nothing to build: every gold stream has already read every silver version (read off the
-    files locally, without starting Spark). A full refresh always runs."""
+    """Why this run has nothing to build, told without starting Spark where the target allows it: silver has no tables
+    yet, or every gold stream has already read every silver version (read off the files locally). A full refresh of
+    existing silver tables always runs."""
+    lake, settings = ctx.lakehouse, ctx.settings
+    missing = [
+        settings.table_name("silver", e) for e in STREAMS.values() if not lake.exists(settings.table_name("silver", e))
+    ]
+    if missing:  # e.g. the hourly safety-net run while silver's first run is still creating its tables
+        return f"silver tables do not exist yet ({', '.join(missing)}); nothing to build"
     if ctx.args.full_refresh == "true":
         return None
-    lake, settings = ctx.lakehouse, ctx.settings
     gold_built = all(lake.exists(settings.table_name("gold", entity)) for entity in STREAMS.values())
     if gold_built and all(lake.stream_caught_up(settings.table_name("silver", e), cp) for cp, e in STREAMS.items()):
         return "no new rows in silver since the last run"
@@ -211,13 +217,6 @@ def idle(ctx: JobContext) -> str | None:
 def run(ctx: JobContext) -> dict:
     lake = ctx.lakehouse
     settings = ctx.settings
-    missing = [
-        settings.table_name("silver", e)
-        for e in ("patients", "claims", "medical_events")
-        if not lake.exists(settings.table_name("silver", e))
-    ]
-    if missing:  # e.g. the hourly safety-net run while silver's first run is still creating its tables
-        return {"note": f"silver tables do not exist yet ({', '.join(missing)}); nothing to build"}
     if ctx.args.full_refresh == "true":
         for entity in ("patients", "claims", "medical_events"):
             lake.drop(settings.table_name("gold", entity))

@@ -5,9 +5,9 @@ and compiling code it runs once. Two JVM settings from `local_spark` in include/
 - `java_options` (default: the client compiler only and the serial collector, which suit small, short runs on a
   laptop; set `MEDALLION_SPARK_JAVA_OPTIONS` to "" for long, large runs where the optimizing compiler pays off);
 - `class_archive`: a class-data-sharing archive of the classes a job loads (JDK 13+ dynamic CDS), written once by
-  `python -m medallion.session` (`make setup`) from a warm-up that runs every kind of Delta operation the jobs use.
-  Every later JVM maps it instead of loading and verifying those classes again. It is named after the Java runtime and
-  the Spark and Delta versions, so a different JDK or Spark never picks up a stale one (the JVM also validates it and
+  `python -m medallion.warmup` (`make setup`) from a warm-up that runs every kind of Delta operation the jobs use.
+  Every later JVM maps it instead of loading and verifying those classes again. It is named after the Java runtime,
+  the Spark installation and the Delta version, so a different JDK or Spark never picks up a stale one (the JVM also validates it and
   ignores it if it does not match).
 """
 
@@ -45,7 +45,9 @@ def class_archive(settings: Settings) -> Path | None:
     java = java or shutil.which("java") or "java"
     runtime = os.path.realpath(java)
     stamp = os.stat(runtime).st_mtime_ns if os.path.exists(runtime) else 0
-    key = f"{runtime}|{stamp}|{pyspark.__version__}|{settings.local_spark.get('delta_package')}|{sys.platform}"
+    # the archive holds classes of this JVM from these jars (the classpath is checked when it is mapped)
+    jars = os.path.join(os.path.dirname(os.path.realpath(pyspark.__file__)), "jars")
+    key = f"{runtime}|{stamp}|{jars}|{pyspark.__version__}|{settings.local_spark.get('delta_package')}|{sys.platform}"
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     folder = _project_path(settings, str(configured))
     return folder / f"spark-{pyspark.__version__}-{digest}.jsa"
