@@ -21,8 +21,11 @@ help:
 run: setup
 	$(PY) scripts/airflow_local.py cycle
 
+# Two workers (pytest-xdist): the Airflow tests wait on the scheduler and on task start-up while the other worker runs
+# Spark-job tests; tests/conftest.py says which tests stay together. TEST_WORKERS=0 runs everything in one process.
+TEST_WORKERS ?= 2
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
 test-fast: setup
 	$(PY) -m pytest -m "not slow"

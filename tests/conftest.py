@@ -1,4 +1,5 @@
-"""Shared fixtures: one local Spark session per test run, and a fresh lakehouse folder per test."""
+"""Shared fixtures: one local Spark session per test process, and a fresh lakehouse folder per test; and the order
+`make test` hands tests to its two workers (pytest-xdist, `--dist loadgroup`)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,30 @@ os.environ["MEDALLION_HOME"] = str(ROOT)
 os.environ.setdefault("MEDALLION_SPARK_DRIVER_MEMORY", "2g")
 os.environ.pop("MEDALLION_TARGET", None)
 os.environ.pop("MEDALLION_ENV", None)
+
+
+# Which tests one worker runs together, in order (the `xdist_group` of pytest-xdist's loadgroup): the Airflow tests
+# share nothing with each other, but each starts the four Airflow components and real Spark jobs as tasks, so two at
+# once would oversubscribe 2 cores; the deploy and DAG tests share module fixtures (a built wheel, a parsed DagBag).
+# Every Spark-job test is its own unit, so the other worker keeps busy while the Airflow tests run.
+_ONE_WORKER_TIERS = ("e2e",)
+_PER_FILE_TIERS = ("deploy", "dags", "suite")
+_FIRST = ("e2e",)  # the longest unit (~20 min) starts first, so it does not end the run alone
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config, items):
+    def tier(item) -> str:
+        parts = Path(item.fspath).relative_to(ROOT).parts
+        return parts[1] if len(parts) > 2 and parts[0] == "tests" else ""
+
+    for item in items:
+        t = tier(item)
+        if t in _ONE_WORKER_TIERS:
+            item.add_marker(pytest.mark.xdist_group(t))
+        elif t in _PER_FILE_TIERS:
+            item.add_marker(pytest.mark.xdist_group(Path(item.fspath).stem))
+    items.sort(key=lambda item: tier(item) not in _FIRST)  # stable: otherwise collection order
 
 
 @pytest.fixture(scope="session")

@@ -24,6 +24,11 @@ def pytest_addoption(parser):
     )
 
 
+def _worker(config) -> bool:
+    """An xdist worker: the controller gets every report and keeps the table (workers see only their share)."""
+    return hasattr(config, "workerinput")
+
+
 def pytest_sessionstart(session):
     _TIMING["start"] = _time.monotonic()
 
@@ -70,7 +75,7 @@ def timing_table(tests: dict[str, dict], wall: float) -> tuple[list[dict], str]:
 
 def pytest_sessionfinish(session, exitstatus):
     """Runs before the terminal summary: decide here whether the run is over its budget (the exit status)."""
-    if not _TIMING["tests"] or "start" not in _TIMING:
+    if not _TIMING["tests"] or "start" not in _TIMING or _worker(session.config):
         return
     wall = _TIMING["wall"] = _time.monotonic() - _TIMING["start"]
     budget = float(session.config.getini("medallion_time_budget_minutes") or 0)
