@@ -1,5 +1,5 @@
 """Shared fixtures: one local Spark session per test process, and a fresh lakehouse folder per test; and the order
-`make test` hands tests to its two workers (pytest-xdist, `--dist loadgroup`)."""
+`make test` hands tests to its two workers (pytest-xdist, `--dist loadscope`)."""
 
 from __future__ import annotations
 
@@ -25,28 +25,40 @@ os.environ.pop("MEDALLION_TARGET", None)
 os.environ.pop("MEDALLION_ENV", None)
 
 
-# Which tests one worker runs together, in order (the `xdist_group` of pytest-xdist's loadgroup): the Airflow tests
-# share nothing with each other, but each starts the four Airflow components and real Spark jobs as tasks, so two at
-# once would oversubscribe 2 cores; the deploy and DAG tests share module fixtures (a built wheel, a parsed DagBag).
-# Every Spark-job test is its own unit, so the other worker keeps busy while the Airflow tests run.
+# Which tests one worker runs together, in order (`make test` runs two pytest-xdist workers): the Airflow tests share
+# nothing with each other, but each starts the four Airflow components and real Spark jobs as tasks, so two at once
+# would oversubscribe 2 cores; the deploy and DAG tests share module fixtures (a built wheel, a parsed DagBag). Every
+# Spark-job test is its own unit, so the other worker keeps busy while the Airflow tests run. (A scheduler rather than
+# `xdist_group` marks: under pytest 9, xdist 3.8's loadgroup no longer renames the node ids it groups by.)
 _ONE_WORKER_TIERS = ("e2e",)
 _PER_FILE_TIERS = ("deploy", "dags", "suite")
 _FIRST = ("e2e",)  # the longest unit (~20 min) starts first, so it does not end the run alone
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
-def pytest_collection_modifyitems(config, items):
-    def tier(item) -> str:
-        parts = Path(item.fspath).relative_to(ROOT).parts
-        return parts[1] if len(parts) > 2 and parts[0] == "tests" else ""
+def _tier(nodeid: str) -> str:
+    parts = nodeid.split("::")[0].split("/")
+    return parts[1] if len(parts) > 2 and parts[0] == "tests" else ""
 
-    for item in items:
-        t = tier(item)
-        if t in _ONE_WORKER_TIERS:
-            item.add_marker(pytest.mark.xdist_group(t))
-        elif t in _PER_FILE_TIERS:
-            item.add_marker(pytest.mark.xdist_group(Path(item.fspath).stem))
-    items.sort(key=lambda item: tier(item) not in _FIRST)  # stable: otherwise collection order
+
+def _unit(nodeid: str) -> str:
+    tier = _tier(nodeid)
+    if tier in _ONE_WORKER_TIERS:
+        return tier
+    return nodeid.split("::")[0] if tier in _PER_FILE_TIERS else nodeid
+
+
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class Units(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _unit(nodeid)
+
+    return Units(config, log)
+
+
+def pytest_collection_modifyitems(config, items):
+    items.sort(key=lambda item: _tier(item.nodeid) not in _FIRST)  # stable: otherwise collection order
 
 
 @pytest.fixture(scope="session")
