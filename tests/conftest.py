@@ -12,6 +12,7 @@ from contextlib import redirect_stdout
 from pathlib import Path
 
 import pytest
+from time_budget import tier  # the tier a test belongs to, as the timing table counts it
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins"))  # DagBag does not put plugins/ on sys.path by itself
@@ -35,16 +36,11 @@ _PER_FILE_TIERS = ("deploy", "dags", "suite")
 _FIRST = ("e2e",)  # the longest unit (~20 min) starts first, so it does not end the run alone
 
 
-def _tier(nodeid: str) -> str:
-    parts = nodeid.split("::")[0].split("/")
-    return parts[1] if len(parts) > 2 and parts[0] == "tests" else ""
-
-
 def _unit(nodeid: str) -> str:
-    tier = _tier(nodeid)
-    if tier in _ONE_WORKER_TIERS:
-        return tier
-    return nodeid.split("::")[0] if tier in _PER_FILE_TIERS else nodeid
+    t = tier(nodeid)
+    if t in _ONE_WORKER_TIERS:
+        return t
+    return nodeid.split("::")[0] if t in _PER_FILE_TIERS else nodeid
 
 
 def pytest_xdist_make_scheduler(config, log):
@@ -58,7 +54,7 @@ def pytest_xdist_make_scheduler(config, log):
 
 
 def pytest_collection_modifyitems(config, items):
-    items.sort(key=lambda item: _tier(item.nodeid) not in _FIRST)  # stable: otherwise collection order
+    items.sort(key=lambda item: tier(item.nodeid) not in _FIRST)  # stable: otherwise collection order
 
 
 @pytest.fixture(scope="session")

@@ -42,7 +42,8 @@ def pytest_runtest_logreport(report):
         entry["outcome"] = "skipped"
 
 
-def _tier(nodeid: str) -> str:
+def tier(nodeid: str) -> str:
+    """The folder under tests/ a test lives in (its tier: dags, deploy, spark_jobs, e2e …)."""
     parts = nodeid.split("::")[0].split("/")
     return parts[1] if len(parts) > 2 and parts[0] == "tests" else parts[0]
 
@@ -51,7 +52,7 @@ def timing_table(tests: dict[str, dict], wall: float) -> tuple[list[dict], str]:
     tiers: dict[str, dict] = {}
     for nodeid, t in tests.items():
         row = tiers.setdefault(
-            _tier(nodeid), {"tier": _tier(nodeid), "tests": 0, "failed": 0, "skipped": 0, "seconds": 0.0}
+            tier(nodeid), {"tier": tier(nodeid), "tests": 0, "failed": 0, "skipped": 0, "seconds": 0.0}
         )
         row["tests"] += 1
         row["seconds"] += t["seconds"]
