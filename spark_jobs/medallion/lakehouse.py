@@ -10,10 +10,10 @@ import json
 import os
 import shutil
 from collections.abc import Callable
+from datetime import date, datetime, timezone
 
 from delta.tables import DeltaTable
-from pyspark.sql import Column, DataFrame, SparkSession
-from pyspark.sql import functions as F
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import DataType, StructField, StructType
 
 from . import governance
@@ -256,13 +256,17 @@ class Lakehouse:
 
     def frame(self, records: list[tuple], schema: StructType) -> DataFrame:
         """A few rows of plain values (str, int, float, bool, date, datetime, None; dict for a map column, list for
-        an array column) as a DataFrame built from literals in the JVM. `createDataFrame` on a list starts Python
-        worker processes for it: seconds per job process."""
-        rows = [
-            F.struct(*[_literal(value, f.dataType).alias(f.name) for value, f in zip(record, schema.fields)])
-            for record in records or [(None,) * len(schema.fields)]
-        ]
-        frame = self.spark.range(1).select(F.inline(F.array(*rows)))
+        an array column) as a DataFrame of `schema`, built from one SQL expression of typed literals. Not
+        `createDataFrame` on a list: it starts Python worker processes (seconds per job process); not a column per
+        value either: each `F.lit` is a round trip to the JVM (about a second per hundred values), and neither
+        would work over Spark Connect the same way."""
+        rows = ", ".join(
+            "named_struct("
+            + ", ".join(f"{_sql_literal(f.name)}, {_sql_literal(v, f.dataType)}" for v, f in zip(r, schema.fields))
+            + ")"
+            for r in records or [(None,) * len(schema.fields)]
+        )
+        frame = self.spark.range(1).selectExpr(f"inline(array({rows}))")
         return frame if records else frame.limit(0)
 
     def drop(self, table: str) -> None:
@@ -310,14 +314,27 @@ class Lakehouse:
         return self.read(table).count() if self.exists(table) else None
 
 
-def _literal(value, data_type: DataType) -> Column:
-    """One value as a typed literal column (maps and arrays element by element)."""
-    if isinstance(value, dict):
-        col = F.create_map(
-            *[c for k, v in value.items() for c in (_literal(k, data_type.keyType), _literal(v, data_type.valueType))]
-        )
+def _sql_literal(value, data_type: DataType | None = None) -> str:
+    """One value as a SQL literal of `data_type` (a string literal without one). Timestamps are written in UTC with
+    their offset (a naive datetime is local time, as PySpark reads it), so the session time zone cannot shift them."""
+    if value is None:
+        return f"CAST(NULL AS {data_type.simpleString()})"
+    if isinstance(value, bool):
+        text = "TRUE" if value else "FALSE"
+    elif isinstance(value, str):
+        text = governance.quote_string(value)
+    elif isinstance(value, (int, float)):
+        text = governance.quote_string(repr(float(value)) if isinstance(value, float) else str(value))
+        text = {"'inf'": "'Infinity'", "'-inf'": "'-Infinity'", "'nan'": "'NaN'"}.get(text, text)
+    elif isinstance(value, datetime):
+        text = "TIMESTAMP " + governance.quote_string(value.astimezone(timezone.utc).isoformat(sep=" "))
+    elif isinstance(value, date):
+        text = f"DATE '{value.isoformat()}'"
+    elif isinstance(value, dict):
+        k, v = data_type.keyType, data_type.valueType
+        text = "map(" + ", ".join(f"{_sql_literal(a, k)}, {_sql_literal(b, v)}" for a, b in value.items()) + ")"
     elif isinstance(value, (list, tuple)):
-        col = F.array(*[_literal(v, data_type.elementType) for v in value])
+        text = "array(" + ", ".join(_sql_literal(v, data_type.elementType) for v in value) + ")"
     else:
-        col = F.lit(value)
-    return col.cast(data_type)
+        raise TypeError(f"no SQL literal for a {type(value).__name__}")
+    return text if data_type is None else f"CAST({text} AS {data_type.simpleString()})"

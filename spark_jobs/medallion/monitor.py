@@ -61,9 +61,9 @@ def run(ctx: JobContext) -> dict:
     counts_table = OpsTable.open(lake, settings.raw["tables"]["ops"]["table_counts"], ops.TABLE_COUNTS)
     stats = metrics.table_stats(m)  # one pass per table: row count and newest-data time
     counts = [(st["layer"], name, st["count"]) for name, st in stats.items()]
-    counts_table.upsert(
+    counts_table.replace_run(
+        ctx.run_id,
         [(ctx.run_id, measured, ctx.interval_start, ctx.interval_end, layer, name, n) for layer, name, n in counts],
-        keys=["run_id", "table_name"],
     )
 
     quality, source = metrics.quality(m)

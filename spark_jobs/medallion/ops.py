@@ -5,7 +5,7 @@ One home for their schemas and one way to write them, so every ops table behaves
 one place. `OpsTable.open` creates the table on first use through `Lakehouse.ensure` (change data feed on,
 `quality=ops`, columns a newer release adds are added). Rows — dicts by column name or tuples in column order — are
 built as literals in the JVM (`Lakehouse.frame`): `createDataFrame` on a list would start Python worker processes
-in every job run. Every write is idempotent: a retried run replaces its own rows (`upsert`, `replace_run`), or
+in every job run. Every write is idempotent: a retried run replaces its own rows (`replace_run`), or
 Delta's idempotent-write options skip a batch already committed (`append` with `txn`).
 
 Table names: include/pipeline.yaml -> `tables.ops` (what the layer jobs record) and `monitoring.tables` (what the
@@ -18,8 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pyspark.sql import Column, DataFrame
-from pyspark.sql import functions as F
+from pyspark.sql import DataFrame
 from pyspark.sql.types import (
     ArrayType,
     BooleanType,
@@ -229,25 +228,17 @@ class OpsTable:
         if rows:
             self.lake.append(self.frame(rows), self.name, txn=txn)
 
-    def upsert(self, rows: Iterable[Row], keys: Sequence[str], delete_unmatched: Column | None = None) -> None:
-        """One MERGE on `keys`: matching rows are replaced, new ones inserted, and — with `delete_unmatched`, a
-        condition on the stored row `t` — stored rows it selects that the new rows do not hold are deleted."""
-        on = " AND ".join(f"t.{k} = s.{k}" for k in keys)
-        merge = (
-            self.lake.delta(self.name)
-            .alias("t")
-            .merge(self.frame(rows).alias("s"), on)
-            .whenMatchedUpdateAll()
-            .whenNotMatchedInsertAll()
-        )
-        if delete_unmatched is not None:
-            merge = merge.whenNotMatchedBySourceDelete(condition=delete_unmatched)
-        merge.execute()
-
-    def replace_run(self, run_id: str, rows: Iterable[Row]) -> None:
-        """Store one run's rows: what an earlier attempt of the same run wrote is replaced in one atomic commit."""
+    def replace_run(self, run_id: str, rows: Iterable[Row], within: tuple[str, Sequence[str]] | None = None) -> None:
+        """Store one run's rows: what an earlier attempt of the same run wrote is replaced in one atomic commit (a
+        `replaceWhere` overwrite: one write, where a MERGE would scan the table twice). `within` = (column, values)
+        narrows the replaced rows to those values (a run that wrote some entities leaves the others' rows); every
+        new row must lie inside them."""
         rows = list(rows)
+        condition = f"run_id = {quote_string(run_id)}"
+        if within is not None:
+            column, values = within
+            condition += f" AND {column} IN ({', '.join(quote_string(v) for v in values)})"
         if not rows:
-            self.lake.delta(self.name).delete(F.col("run_id") == run_id)
+            self.lake.delta(self.name).delete(condition)
             return
-        self.lake.overwrite_where(self.frame(rows), self.name, f"run_id = {quote_string(run_id)}")
+        self.lake.overwrite_where(self.frame(rows), self.name, condition)

@@ -258,17 +258,17 @@ class SilverBatch:
         std = (
             std.withColumn("_run_id", F.lit(self.ctx.run_id)).withColumn("_rule_version", F.lit(self.version)).persist()
         )
-        valid = std.filter(F.size("_failed_rules") == 0)
-        held = std.filter(F.col("_failed_rules") == F.array(F.lit("patient_exists")))  # only its patient missing
-        bad = std.filter((F.size("_failed_rules") > 0) & (F.col("_failed_rules") != F.array(F.lit("patient_exists"))))
-        if self.entity == "patients":
-            held = std.limit(0)
+        only_patient_missing = F.col("_failed_rules") == F.array(F.lit("patient_exists"))
         counts = std.agg(
             F.count("*").alias("n"),
             F.sum((F.size("_failed_rules") == 0).cast("int")).alias("valid"),
+            F.sum(only_patient_missing.cast("int")).alias("held"),
             F.sum(F.col("_rescue_resolved").cast("int")).alias("resolved"),
             F.sum((F.size("_fatal") > 0).cast("int")).alias("fatal"),
         ).first()
+        n_valid = int(counts["valid"] or 0)
+        n_held = int(counts["held"] or 0) if self.entity != "patients" else 0
+        n_bad = int(counts["n"]) - n_valid - n_held
         if counts["fatal"]:  # before anything of the batch is written: the run stops, the checkpoint stays put
             names = sorted(r[0] for r in std.select(F.explode("_fatal")).distinct().collect())
             self.fatal = (
@@ -278,9 +278,14 @@ class SilverBatch:
             std.unpersist()
             batch.unpersist()
             raise JobError(self.fatal)
-        superseded, written = self.upsert(valid)
-        n_held = self.hold(held) if self.entity != "patients" else 0
-        by_rule = self.quarantine_rows(bad)
+        # a MERGE costs seconds even with nothing to merge: each runs only for rows of its kind (counted above)
+        valid = std.filter(F.size("_failed_rules") == 0)
+        superseded, written = self.upsert(valid) if n_valid else (0, {})
+        if n_held:  # only its patient missing: the row waits for it
+            self.hold(std.filter(only_patient_missing))
+        by_rule = {}
+        if n_bad:
+            by_rule = self.quarantine_rows(std.filter((F.size("_failed_rules") > 0) & ~only_patient_missing))
         warned = {
             r["rule"]: r["n"]
             for r in valid.select(F.explode("_warnings").alias("rule"))
@@ -292,10 +297,10 @@ class SilverBatch:
         s["rows_in"] += rows_in
         s["exact_duplicates"] += rows_in - int(counts["n"])
         s["superseded_in_batch"] += superseded
-        s["valid"] += int(counts["valid"] or 0)
+        s["valid"] += n_valid
         s["rescued_resolved"] += int(counts["resolved"] or 0)
         s["held"] += n_held
-        s["quarantined"] += int(counts["n"]) - int(counts["valid"] or 0) - n_held
+        s["quarantined"] += n_bad
         s["inserted"] += written.get("numTargetRowsInserted", 0)
         s["updated"] += written.get("numTargetRowsUpdated", 0)
         for rule, n in by_rule.items():
@@ -373,7 +378,7 @@ class SilverBatch:
             .collect()
         }
 
-    def hold(self, held: DataFrame) -> int:
+    def hold(self, held: DataFrame) -> None:
         """Rows whose patient has not arrived yet wait in the held table; they are re-validated every run."""
         rows = self._with_hash(held).withColumn("_held_since", F.current_timestamp())
         (
@@ -383,7 +388,6 @@ class SilverBatch:
             .whenNotMatchedInsertAll()
             .execute()
         )
-        return int(_last_merge_metrics(self.lake.delta(self.held)).get("numSourceRows", 0))
 
     def revalidate_quarantine(self) -> dict:
         """Judge the quarantined rows again by the current rule catalog, from their bronze rows (the raw values, names
@@ -579,7 +583,8 @@ def record_run(ctx: JobContext, results: dict) -> str:
     runs = OpsTable.open(ctx.lakehouse, ctx.settings.raw["tables"]["ops"]["silver_runs"], ops.SILVER_RUNS)
     now = datetime.now(timezone.utc)
     target = float(ctx.settings.quality["target_score"])
-    runs.upsert(
+    runs.replace_run(
+        ctx.run_id,
         [
             (
                 ctx.run_id,
@@ -592,7 +597,7 @@ def record_run(ctx: JobContext, results: dict) -> str:
             )
             for entity, st in results.items()
         ],
-        keys=["run_id", "entity"],
+        within=("entity", list(results)),
     )
     return ctx.lakehouse.display_name(runs.name)
 

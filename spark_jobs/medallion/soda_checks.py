@@ -389,24 +389,21 @@ def _summarize(
 def _record(
     lake, settings: Settings, run_id: str, checked_at: datetime, results: list[CheckResult], tables: list[str]
 ) -> None:
-    """Replace this run's rows of the scanned tables in the ops table (one MERGE: a retried run leaves one set)."""
+    """Replace this run's rows of the scanned tables in the ops table (one commit: a retried run leaves one set)."""
     if not tables:
         return
-    from pyspark.sql import functions as F
-
     from .ops import SODA_CHECKS, OpsTable
 
     checks = OpsTable.open(lake, settings.raw["tables"]["ops"]["soda_checks"], SODA_CHECKS)
     rows = [{"run_id": run_id, "checked_at": checked_at, **asdict(r)} for r in results]
     seen: set[tuple[str, str]] = set()
     unique = []
-    for row in rows:  # the MERGE key must be unique: a repeated identical check is recorded once
+    for row in rows:  # one row per check: a repeated identical check is recorded once
         key = (row["table_name"], row["check_name"])
         if key not in seen:
             seen.add(key)
             unique.append(row)
-    mine = (F.col("t.run_id") == F.lit(run_id)) & F.col("t.table_name").isin(tables)
-    checks.upsert(unique, keys=["run_id", "table_name", "check_name"], delete_unmatched=mine)
+    checks.replace_run(run_id, unique, within=("table_name", tables))
 
 
 def _log_summary(results: list[CheckResult], summary: dict) -> None:

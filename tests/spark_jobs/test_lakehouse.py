@@ -1,9 +1,24 @@
 """Lakehouse reads a run's to-do list off the files Delta and Structured Streaming write (no Spark): checked here
-against checkpoints and transaction logs written by the real engine, not against files made up by the test."""
+against checkpoints and transaction logs written by the real engine, not against files made up by the test; and the
+few-row frames it builds from SQL literals, checked against Spark's own `createDataFrame`."""
 
 from __future__ import annotations
 
+from datetime import date, datetime, timedelta, timezone
+
 import pytest
+from pyspark.sql.types import (
+    ArrayType,
+    BooleanType,
+    DateType,
+    DoubleType,
+    LongType,
+    MapType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
 
 from medallion.lakehouse import Lakehouse
 
@@ -99,3 +114,63 @@ def test_spark_starts_only_when_a_table_is_read_or_written(settings):
     lake = Lakehouse(no_spark, settings)
     assert not lake.exists("t") and not lake.stream_caught_up("t", "cp") and not lake.known_empty("t")
     assert lake.path("t").endswith("/t") and lake.checkpoint("cp").endswith("/cp")
+
+
+ODD = StructType(
+    [
+        StructField("text", StringType()),
+        StructField("n", LongType()),
+        StructField("x", DoubleType()),
+        StructField("ok", BooleanType()),
+        StructField("day", DateType()),
+        StructField("at", TimestampType()),
+        StructField("tags", MapType(StringType(), ArrayType(DoubleType()))),
+    ]
+)
+
+
+@pytest.mark.parametrize("time_zone", ["UTC", "America/Los_Angeles"])
+def test_rows_become_the_values_spark_itself_would_store(spark, settings, time_zone):
+    """The literals are SQL text: Spark's own `createDataFrame` of the same rows is the reference, whatever the
+    session time zone (quotes, backslashes, newlines, Unicode, extreme numbers, aware and naive datetimes)."""
+    records = [
+        (
+            'it\'s \\ a "test"\n\t☃ 𝄞',
+            -(2**63),
+            float("nan"),
+            True,
+            date(1, 1, 1),
+            datetime(2026, 3, 8, 10, 0, 0, 5),
+            {"a'b": [float("-inf"), -0.0, 5e-324]},
+        ),
+        (
+            "",
+            2**63 - 1,
+            1.7976931348623157e308,
+            False,
+            date(9999, 12, 31),
+            datetime(2026, 11, 1, 1, 30, tzinfo=timezone(timedelta(hours=-7))),
+            {},
+        ),
+        (None, None, None, None, None, None, None),
+        (
+            "x",
+            0,
+            0.1,
+            None,
+            date(2024, 2, 29),
+            datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc),
+            {"k": None},
+        ),
+    ]
+    previous = spark.conf.get("spark.sql.session.timeZone")
+    spark.conf.set("spark.sql.session.timeZone", time_zone)
+    try:
+        ours = Lakehouse(spark, settings).frame(records, ODD)
+        assert ours.schema.simpleString() == ODD.simpleString()
+        got, want = ours.collect(), spark.createDataFrame(records, ODD).collect()
+    finally:
+        spark.conf.set("spark.sql.session.timeZone", previous)
+    assert [repr(r) for r in got] == [repr(r) for r in want]  # repr: NaN == NaN, -0.0 kept apart from 0.0
+    empty = Lakehouse(spark, settings).frame([], ODD)
+    assert empty.count() == 0 and empty.schema.simpleString() == ODD.simpleString()

@@ -1,8 +1,7 @@
-"""The operations tables' one writer: rows as JVM literals (maps and arrays too), idempotent per run."""
+"""The operations tables' one writer: rows as SQL literals (maps and arrays too), idempotent per run."""
 
 from __future__ import annotations
 
-from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, DoubleType, LongType, MapType, StringType, StructField, StructType
 
 from medallion import ops
@@ -47,12 +46,13 @@ def test_a_retried_run_replaces_its_own_rows_and_leaves_other_runs(spark, settin
     assert [(r, k) for r, k, _, _ in _rows(table)] == [("it's", "a"), ("r1", "c")]
 
 
-def test_upsert_replaces_matching_rows_and_deletes_only_what_it_is_told(spark, settings):
-    table = OpsTable.open(Lakehouse(spark, settings), "ops_test_upsert", SCHEMA)
-    table.upsert(
-        [("r1", "a", {"n": 1}, None), ("r1", "b", None, None), ("r0", "a", None, None)], keys=["run_id", "key"]
-    )
-    table.upsert([("r1", "a", {"n": 2}, None)], keys=["run_id", "key"], delete_unmatched=F.col("t.run_id") == "r1")
+def test_a_run_replaces_only_its_rows_within_the_values_it_names(spark, settings):
+    table = OpsTable.open(Lakehouse(spark, settings), "ops_test_within", SCHEMA)
+    table.replace_run("r1", [("r1", "a", {"n": 1}, None), ("r1", "b", None, None)])
+    table.replace_run("r0", [("r0", "a", None, None)])
+    table.replace_run("r1", [("r1", "a", {"n": 2}, None)], within=("key", ["a"]))  # b, written by another step, stays
+    assert _rows(table) == [("r0", "a", None, None), ("r1", "a", {"n": 2}, None), ("r1", "b", None, None)]
+    table.replace_run("r1", [], within=("key", ["b"]))  # no rows: the named ones go, in one delete
     assert _rows(table) == [("r0", "a", None, None), ("r1", "a", {"n": 2}, None)]
 
 

@@ -144,11 +144,11 @@ def violations(entity: str, row) -> list[str]:
     encodings=st.lists(st.booleans(), min_size=60, max_size=60),
 )
 def test_every_landed_row_ends_in_one_place_and_silver_keeps_every_contract(
-    run_job, spark, monkeypatch, patients, claims, encodings
+    run_job, spark, monkeypatch, tmp_path, patients, claims, encodings
 ):
     from helpers import table
 
-    root = Path(tempfile.mkdtemp(prefix="medallion-prop-")) / "lakehouse"
+    root = Path(tempfile.mkdtemp(prefix="example-", dir=tmp_path)) / "lakehouse"  # one per example, under pytest's
     monkeypatch.setenv("MEDALLION_LAKEHOUSE", str(root))
     lake_settings = load_settings()
     landed = {"patients": patients, "claims": claims}

@@ -33,45 +33,6 @@ def test_session_writes_delta_tables_with_change_data_feed(spark, settings):
     assert spark.conf.get("spark.sql.session.timeZone") == "UTC"
 
 
-def test_frame_builds_typed_rows_in_the_jvm_and_an_empty_frame_with_the_schema(spark, settings):
-    """Small bookkeeping rows (bronze's per-file records) are built from literals: same values and types as
-    `createDataFrame`, nulls kept, and no rows for an empty list."""
-    from datetime import date, datetime, timezone
-
-    from pyspark.sql.types import (
-        BooleanType,
-        DateType,
-        DoubleType,
-        LongType,
-        StringType,
-        StructField,
-        StructType,
-        TimestampType,
-    )
-
-    lake = Lakehouse(spark, settings)
-    schema = StructType(
-        [
-            StructField("s", StringType(), False),
-            StructField("n", LongType(), False),
-            StructField("x", DoubleType()),
-            StructField("b", BooleanType()),
-            StructField("d", DateType()),
-            StructField("t", TimestampType()),
-        ]
-    )
-    at = datetime(2026, 11, 27, 5, 30, tzinfo=timezone.utc)
-    records = [("a,b", 2**40, 1.5, True, date(2026, 11, 27), at), ("", 0, None, None, None, None)]
-    frame = lake.frame(records, schema)
-    assert [(f.name, f.dataType) for f in frame.schema.fields] == [(f.name, f.dataType) for f in schema.fields]
-    first, second = frame.collect()
-    assert tuple(first)[:5] == ("a,b", 2**40, 1.5, True, date(2026, 11, 27))
-    assert first["t"].timestamp() == at.timestamp()  # collected as local naive time: compare the instant
-    assert tuple(second) == ("", 0, None, None, None, None)
-    empty = lake.frame([], schema)
-    assert empty.count() == 0 and [f.name for f in empty.schema.fields] == schema.fieldNames()
-
-
 def test_local_jobs_map_the_class_archive_once_setup_wrote_it_and_start_without_it_before(tmp_path, monkeypatch):
     """The archive is per Java runtime and Spark/Delta version; a JVM is told to map it only when it exists, and the
     configured JVM options can be switched off with an empty value."""
