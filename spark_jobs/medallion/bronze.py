@@ -40,7 +40,7 @@ from pyspark.sql.types import DateType, StringType, StructField, StructType, Tim
 from . import ops
 from .cli import JobContext, entities_argument, entry, selected_entities
 from .ops import OpsTable
-from .schemas import BRONZE_SCHEMAS, KEYS, RESCUED, landing_columns, source_schema
+from .schemas import BRONZE_SCHEMAS, KEYS, RESCUED, landing_columns, source_schema, try_cast
 
 log = logging.getLogger("medallion.bronze")
 
@@ -215,7 +215,7 @@ def read_by_name(spark, path: str, header: list[str], entity: str) -> DataFrame:
     for f in expected.fields:
         if f.name in names:
             col = F.col(f"`{f.name}`")
-            value = col if isinstance(f.dataType, StringType) else col.cast(f.dataType)
+            value = col if isinstance(f.dataType, StringType) else try_cast(f"`{f.name}`", f.dataType)
             typed.append(value.alias(f.name))
             if not isinstance(f.dataType, StringType):
                 rescue.append(F.when(col.isNotNull() & value.isNull(), col).alias(f.name))

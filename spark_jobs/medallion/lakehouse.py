@@ -272,43 +272,27 @@ class Lakehouse:
     def drop(self, table: str) -> None:
         """Remove a table and its data (used by full refreshes of derived layers only)."""
         if self.settings.is_local:
-            self._delete_path(self.path(table))
+            shutil.rmtree(self.path(table), ignore_errors=True)
         else:
             self.spark.sql(f"DROP TABLE IF EXISTS {self.ref(table)}")
 
     def reset_checkpoint(self, name: str) -> None:
-        self._delete_path(self.checkpoint(name))
+        shutil.rmtree(self.checkpoint(name), ignore_errors=True)
 
     # ---- files ------------------------------------------------------------------------------
+    # Landing files and checkpoints are file paths on both targets: a local folder, or a Unity Catalog volume, which
+    # Databricks mounts at /Volumes on the driver of serverless and cluster compute alike. Plain file operations work
+    # on both, where the Hadoop file system would need the JVM, which Spark Connect (serverless) does not expose.
     def publish_file(self, staged_dir: str, final_path: str) -> None:
         """Move the one part file Spark wrote into `staged_dir` to `final_path` (readers never see half a file: an
-        atomic rename locally, the file system's rename elsewhere) and remove the staging folder. RuntimeError when
-        there is not exactly one part file or the move fails."""
-        if self.settings.is_local:
-            parts = sorted(f for f in os.listdir(staged_dir) if f.startswith("part-") and f.endswith(".txt"))
-            if len(parts) != 1:
-                raise RuntimeError(f"expected one staged part file, found {len(parts)}")
-            os.makedirs(os.path.dirname(final_path), exist_ok=True)
-            os.replace(os.path.join(staged_dir, parts[0]), final_path)
-            shutil.rmtree(staged_dir, ignore_errors=True)
-            return
-        jvm = self.spark.sparkContext._jvm
-        src_dir = jvm.org.apache.hadoop.fs.Path(staged_dir)
-        fs = src_dir.getFileSystem(self.spark.sparkContext._jsc.hadoopConfiguration())
-        parts = [s.getPath() for s in fs.listStatus(src_dir) if s.getPath().getName().startswith("part-")]
+        atomic rename locally, a volume's move on Databricks) and remove the staging folder. RuntimeError when there
+        is not exactly one part file."""
+        parts = sorted(f for f in os.listdir(staged_dir) if f.startswith("part-") and f.endswith(".txt"))
         if len(parts) != 1:
             raise RuntimeError(f"expected one staged part file, found {len(parts)}")
-        dst = jvm.org.apache.hadoop.fs.Path(final_path)
-        fs.mkdirs(dst.getParent())
-        fs.delete(dst, False)
-        if not fs.rename(parts[0], dst):
-            raise RuntimeError(f"could not move staged file to {final_path}")
-        fs.delete(src_dir, True)
-
-    def _delete_path(self, path: str) -> None:
-        jvm = self.spark.sparkContext._jvm
-        hpath = jvm.org.apache.hadoop.fs.Path(path)
-        hpath.getFileSystem(self.spark.sparkContext._jsc.hadoopConfiguration()).delete(hpath, True)
+        os.makedirs(os.path.dirname(final_path), exist_ok=True)
+        os.replace(os.path.join(staged_dir, parts[0]), final_path)
+        shutil.rmtree(staged_dir, ignore_errors=True)
 
     def count(self, table: str) -> int | None:
         return self.read(table).count() if self.exists(table) else None

@@ -4,9 +4,9 @@ monitoring measures). Beside the domain tables, never part of them, and aggregat
 One home for their schemas and one way to write them, so every ops table behaves alike and a new figure is added in
 one place. `OpsTable.open` creates the table on first use through `Lakehouse.ensure` (change data feed on,
 `quality=ops`, columns a newer release adds are added). Rows — dicts by column name or tuples in column order — are
-built as literals in the JVM (`Lakehouse.frame`): `createDataFrame` on a list would start Python worker processes
-in every job run. Every write is idempotent: a retried run replaces its own rows (`replace_run`), or
-Delta's idempotent-write options skip a batch already committed (`append` with `txn`).
+built from one SQL expression of typed literals (`Lakehouse.frame`): `createDataFrame` on a list would start Python
+worker processes in every job run. Every write is idempotent: a retried run replaces its own rows in one commit
+(`replace_run`), or Delta's idempotent-write options skip a batch already committed (`append` with `txn`).
 
 Table names: include/pipeline.yaml -> `tables.ops` (what the layer jobs record) and `monitoring.tables` (what the
 monitoring job measures).

@@ -1,8 +1,20 @@
-"""The product request's bronze schemas (binding), and the landing-file column order derived from them."""
+"""The product request's bronze schemas (binding), the landing-file column order derived from them, and the one way
+landed text is typed (`try_cast`)."""
 
 from __future__ import annotations
 
-from pyspark.sql.types import BooleanType, DoubleType, IntegerType, StringType, StructField, StructType, TimestampType
+from pyspark.sql import Column
+from pyspark.sql import functions as F
+from pyspark.sql.types import (
+    BooleanType,
+    DataType,
+    DoubleType,
+    IntegerType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
 
 _META = [StructField("_ingested_at", TimestampType(), True), StructField("_pipeline_env", StringType(), True)]
 
@@ -63,3 +75,10 @@ def source_schema(entity: str) -> StructType:
 
 def landing_columns(entity: str) -> list[str]:
     return [f.name for f in source_schema(entity).fields]
+
+
+def try_cast(sql: str, data_type: DataType) -> Column:
+    """`sql` (an expression over column names) cast to `data_type`, NULL where a value does not convert. A plain
+    cast gives NULL too, but only with ANSI mode off: with it on (Databricks serverless, Spark 4's default) a bad
+    landing value fails the whole query, quoting the value in the error. PySpark 3.5 has no `Column.try_cast`."""
+    return F.expr(f"try_cast({sql} AS {data_type.simpleString()})")

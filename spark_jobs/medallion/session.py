@@ -98,6 +98,7 @@ def local_conf(settings: Settings, app_name: str, archive_to: Path | None = None
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.driver.bindAddress": "127.0.0.1",
         "spark.driver.host": "127.0.0.1",
+        "spark.log.level": "ERROR",  # a static conf since Spark 3.5 (SPARK-43782): no JVM call after start
     }
 
 
@@ -110,6 +111,4 @@ def get_spark(settings: Settings, app_name: str = "medallion", archive_to: Path 
     builder = SparkSession.builder
     for key, value in local_conf(settings, app_name, archive_to).items():
         builder = builder.config(key, value)
-    spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel("ERROR")
-    return spark
+    return builder.getOrCreate()

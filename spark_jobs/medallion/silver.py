@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
-from pyspark.sql.types import BooleanType, StringType
+from pyspark.sql.types import BooleanType, DateType, StringType, TimestampType
 
 from . import ops
 from .cli import JobContext, JobError, entities_argument, entry, selected_entities
@@ -26,7 +26,7 @@ from .codesets import dotted_icd10, ensure_reference, with_membership
 from .config import ConfigError
 from .ops import OpsTable
 from .rules import catalog, catalog_version, code_set_columns, failing, membership_flag
-from .schemas import KEYS, RESCUED, landing_columns, source_schema
+from .schemas import KEYS, RESCUED, landing_columns, source_schema, try_cast
 from .secrets import hash_salt
 from .soda_checks import raise_for_failures, run_scans
 
@@ -56,15 +56,15 @@ def standardize(entity: str, df: DataFrame, salt: str, quality: dict) -> DataFra
             .withColumn("sex", _trim_upper("sex"))
             .withColumn("region", _trim_upper("region"))
             .withColumn("insurance_plan", _trim_upper("insurance_plan"))
-            .withColumn("coverage_start_date", F.to_date(F.trim("coverage_start_date")))
-            .withColumn("record_ts", F.to_timestamp(F.trim("timestamp")))
+            .withColumn("coverage_start_date", try_cast("trim(coverage_start_date)", DateType()))
+            .withColumn("record_ts", try_cast("trim(`timestamp`)", TimestampType()))
             .drop("timestamp")  # the raw names stay until the rules have judged them (potential_test_patient)
         )
     if entity == "claims":
         return (
             df.withColumn("claim_id", F.trim("claim_id"))
             .withColumn("patient_id", F.trim("patient_id"))
-            .withColumn("claim_date", F.to_date(F.trim("claim_date")))
+            .withColumn("claim_date", try_cast("trim(claim_date)", DateType()))
             .withColumn("diagnosis_code", dotted_icd10(F.col("diagnosis_code"), quality))  # one form: dotted
             .withColumn("procedure_code", _trim_upper("procedure_code"))
             .withColumn("claim_status", _trim_upper("claim_status"))
@@ -72,7 +72,7 @@ def standardize(entity: str, df: DataFrame, salt: str, quality: dict) -> DataFra
     return (
         df.withColumn("event_id", F.trim("event_id"))
         .withColumn("patient_id", F.trim("patient_id"))
-        .withColumn("event_date", F.to_date(F.trim("event_date")))
+        .withColumn("event_date", try_cast("trim(event_date)", DateType()))
         .withColumn("event_type", _trim_upper("event_type"))
         .withColumn("medical_provider", F.trim("medical_provider"))
     )
@@ -81,15 +81,16 @@ def standardize(entity: str, df: DataFrame, salt: str, quality: dict) -> DataFra
 TRUE_WORDS, FALSE_WORDS = ("true", "t", "yes", "y", "1"), ("false", "f", "no", "n", "0")
 
 
-def lenient(raw, data_type):
-    """A landed text value typed the forgiving way silver standardizes (NULL when it still cannot be typed)."""
-    text = F.trim(raw)
+def lenient(sql: str, data_type):
+    """A landed text value (`sql`, an expression over columns) typed the forgiving way silver standardizes: NULL
+    when it still cannot be typed, also with ANSI mode on."""
+    raw = F.expr(sql)
     if isinstance(data_type, BooleanType):
-        low = F.lower(text)
+        low = F.lower(F.trim(raw))
         return F.when(low.isin(*TRUE_WORDS), F.lit(True)).when(low.isin(*FALSE_WORDS), F.lit(False))
     if isinstance(data_type, StringType):
         return raw
-    return text.cast(data_type)
+    return try_cast(f"trim({sql})", data_type)
 
 
 def resolve_rescued(entity: str, df: DataFrame) -> DataFrame:
@@ -103,18 +104,19 @@ def resolve_rescued(entity: str, df: DataFrame) -> DataFrame:
     is_line = (
         raw.isNotNull() & ~raw.startswith("{") & ~raw.contains('"') & (F.size(F.split(raw, ",", -1)) == len(fields))
     )
-    parsed = F.split(raw, ",", -1)
-    values = {f.name: lenient(parsed.getItem(i), f.dataType) for i, f in enumerate(fields)}
-    empty = {f.name: F.trim(parsed.getItem(i)) == "" for i, f in enumerate(fields)}
+    parts = "_rescued_parts"  # `get`: NULL past the end, where `[i]` fails with ANSI mode on
+    values = {f.name: lenient(f"get({parts}, {i})", f.dataType) for i, f in enumerate(fields)}
+    empty = {f.name: F.trim(F.expr(f"get({parts}, {i})")) == "" for i, f in enumerate(fields)}
     typed_ok = F.lit(True)
     for f in fields:
         typed_ok = typed_ok & (empty[f.name] | values[f.name].isNotNull())
     resolvable = is_line & typed_ok
-    out = df.withColumn("_rescue_resolved", F.coalesce(resolvable, F.lit(False)))
+    out = df.withColumn(parts, F.split(raw, ",", -1))
+    out = out.withColumn("_rescue_resolved", F.coalesce(resolvable, F.lit(False)))
     for name in names:
         value = F.when(empty[name], F.lit(None)).otherwise(values[name])
         out = out.withColumn(name, F.when(F.col("_rescue_resolved"), value).otherwise(F.col(name)))
-    return out.withColumn(RESCUED, F.when(F.col("_rescue_resolved"), F.lit(None)).otherwise(F.col(RESCUED)))
+    return out.withColumn(RESCUED, F.when(F.col("_rescue_resolved"), F.lit(None)).otherwise(F.col(RESCUED))).drop(parts)
 
 
 def confidence(quality: dict, entity: str):

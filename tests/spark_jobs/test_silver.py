@@ -135,6 +135,49 @@ def test_standardization_types_lenient_booleans_and_numbers_but_never_guesses(ru
     assert q == {"P0000003": ["no_rescued_data"], "P0000004": ["no_rescued_data"]}
 
 
+def test_values_that_do_not_convert_are_quarantined_with_their_rule_also_with_ansi_mode_on(run_job, spark, settings):
+    """Databricks serverless runs with ANSI mode on, where a plain cast of a bad value fails the whole query (and
+    quotes the value in its error): every parse of a landed value is a `try_` one, so the run goes on and each row
+    lands in quarantine with the rule its value fails."""
+    write_landing(
+        settings,
+        "2026-11-27T0500Z",
+        "patients",
+        PATIENTS_HEADER
+        + "P0000001,Ann,Lee,40,FEMALE,SOUTHWEST,25.0,false,1,9000.5,GOLD,2025-02-30,2026-11-27 05:10:00\n"
+        "P0000002,Bob,Ray,40,MALE,SOUTHWEST,25.0,false,1,9000.5,GOLD,2025-01-01,soon\n"
+        "P0000003,Cy,Oh,forty,MALE,SOUTHWEST,25.0,false,1,9000.5,GOLD,2025-01-01,2026-11-27 05:10:00\n"
+        "P0000004,Di,Ng,41,FEMALE,SOUTHWEST,25.0,false,1,9000.5,GOLD,2025-01-01,2026-11-27 05:10:00\n",
+    )
+    write_landing(
+        settings,
+        "2026-11-27T0500Z",
+        "claims",
+        CLAIMS_HEADER + "C0000001,P0000004,12.5x,2026-11-01,I10,99213,PAID\n"
+        "C0000002,P0000004,80.0,2026-11-31,I10,99213,PAID\n"
+        "C0000003,P0000004,80.0,2026-11-02,I10,99213,PAID\n",
+    )
+    spark.conf.set("spark.sql.ansi.enabled", "true")
+    try:
+        run_job("bronze")
+        silver = run_job("silver")["entities"]
+    finally:
+        spark.conf.unset("spark.sql.ansi.enabled")
+    assert [(silver[e]["valid"], silver[e]["quarantined"]) for e in ("patients", "claims")] == [(1, 3), (1, 2)]
+    q = {
+        e: {r[0]: sorted(r._failed_rules) for r in table(spark, settings, "quarantine", e).collect()}
+        for e in ("patients", "claims")
+    }
+    assert q == {
+        "patients": {
+            "P0000001": ["valid_coverage_start_date"],  # 30 February
+            "P0000002": ["valid_record_timestamp"],  # "soon"
+            "P0000003": ["no_rescued_data", "valid_age"],  # "forty": the CSV reader rescued it, silver cannot type it
+        },
+        "claims": {"C0000001": ["no_rescued_data", "valid_claim_amount"], "C0000002": ["valid_claim_date"]},
+    }
+
+
 def test_ages_of_89_and_over_are_reported_as_90(run_job, spark, settings):
     write_landing(
         settings,
