@@ -87,13 +87,17 @@ claim = st.fixed_dictionaries(
 
 
 def landing_bytes(entity: str, rows: list[dict], latin1: list[bool]) -> bytes:
-    """RFC 4180 CSV (Python's csv module, independent of bronze): some records encoded as Latin-1, not UTF-8."""
+    """RFC 4180 CSV (Python's csv module, independent of bronze): some records encoded as Latin-1, not UTF-8. A
+    record with a carriage return is written with every field quoted: with `\\n` line ends, Python's minimal quoting
+    leaves a bare CR, which RFC 4180 forbids and which Spark's reader (Auto Loader's too) takes as a line break."""
     head = io.StringIO()
     csv.writer(head, lineterminator="\n").writerow(landing_columns(entity))
     out = head.getvalue().encode()
     for row, l1 in zip(rows, latin1):
         buf = io.StringIO()
-        csv.writer(buf, lineterminator="\n").writerow([row[c] for c in landing_columns(entity)])
+        values = [row[c] for c in landing_columns(entity)]
+        quoting = csv.QUOTE_ALL if any("\r" in v for v in values) else csv.QUOTE_MINIMAL
+        csv.writer(buf, lineterminator="\n", quoting=quoting).writerow(values)
         out += buf.getvalue().encode("latin-1", "replace") if l1 else buf.getvalue().encode("utf-8", "surrogatepass")
     return out
 
