@@ -6,13 +6,18 @@ STAMP  := $(VENV)/.installed
 JARS   := .cache/ivy/.resolved
 export MEDALLION_HOME := $(CURDIR)
 
-.PHONY: run test test-fast test-unit lint format bench up setup lock wheel clean help
+.PHONY: run test test-fast test-unit test-connect test-cluster connect-up cluster-up servers-down lint format bench up \
+  setup lock wheel clean help
 
 help:
 	@echo "make run    - set up, then run one hourly cycle through the five Airflow DAGs (local target)"
 	@echo "make test   - set up, then run the whole test suite"
 	@echo "make up     - start the Airflow components and keep them running (UI on http://127.0.0.1:8080)"
 	@echo "make test-unit - the small tier CI also runs on the Astro Runtime's Python: make test-unit PYTHON=python3.12 VENV=.cache/venv-py3.12"
+	@echo "make test-connect - the pipeline's tests with the jobs on a Spark Connect server (the engine of serverless)"
+	@echo "make test-cluster - a subset with the jobs on a Spark standalone cluster (a master and a worker, as a job cluster)"
+	@echo "make connect-up / cluster-up / servers-down - start those engines here, or stop them (jobs use them through"
+	@echo "               SPARK_REMOTE / MEDALLION_SPARK_MASTER: see python scripts/spark_servers.py env)"
 	@echo "make lint   - ruff's linter and formatter check (settings in pyproject.toml); make format applies both"
 	@echo "make bench  - time the jobs and the whole cycle at the default volume and 10x it"
 	@echo "make lock   - re-resolve requirements.lock (runtime) and requirements-dev.lock (+ test tools)"
@@ -38,6 +43,22 @@ UNIT_TESTS := tests/dags tests/deploy tests/spark_jobs/test_imports.py tests/spa
   tests/spark_jobs/test_generate.py::test_files_have_the_bronze_columns_in_order_and_claims_reference_patients
 test-unit: setup
 	$(PY) -m pytest -m "not slow and not network" $(UNIT_TESTS)
+
+# The other engines (scripts/spark_servers.py): each tier starts its own on free ports
+test-connect: setup
+	$(PY) -m pytest tests/connect
+
+test-cluster: setup
+	$(PY) -m pytest tests/cluster
+
+connect-up: setup
+	$(PY) scripts/spark_servers.py connect-up
+
+cluster-up: setup
+	$(PY) scripts/spark_servers.py cluster-up
+
+servers-down:
+	$(PY) scripts/spark_servers.py down
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -28,7 +28,7 @@ import logging
 import os
 import time
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import NamedTuple
 from urllib.parse import unquote, urlparse
@@ -41,6 +41,7 @@ from . import ops
 from .cli import JobContext, entities_argument, entry, selected_entities
 from .ops import OpsTable
 from .schemas import BRONZE_SCHEMAS, KEYS, RESCUED, landing_columns, source_schema, try_cast
+from .session import is_connect
 
 log = logging.getLogger("medallion.bronze")
 
@@ -351,18 +352,24 @@ class BronzeSink:
 
     One batch: `prepare` the rows, `write` them (per-file figures counted during the write where it can),
     `count_landed` what the commit added when they were not, `file_records` (one ops row per file, with its status),
-    then `account` for them in the job's summary and log.
+    then `account` for them: a log line, and the batch's entries for the job's summary in `ops_stream_batches`
+    (`BatchFigures`). The sink works through its batch's session and hands nothing back in memory: on Spark Connect
+    it runs in the server, a copy of the object the job made; `summary` reads the run's batches back.
     """
 
     ctx: JobContext
     entity: str
     table: str
-    file_log: OpsTable
     checkpoint: str
-    batches: int = 0
-    replayed: int = 0
-    files: list[dict] = field(default_factory=list)
     _app_id: str | None = None
+
+    @property
+    def file_log(self) -> OpsTable:
+        return OpsTable(self.ctx.lakehouse, self.ctx.settings.raw["tables"]["ops"]["bronze_files"], ops.BRONZE_FILES)
+
+    @property
+    def figures(self) -> ops.BatchFigures:
+        return ops.BatchFigures(self.ctx.run_id, f"bronze_{self.entity}")
 
     @property
     def local(self) -> bool:
@@ -387,6 +394,9 @@ class BronzeSink:
         return path[len(landing) :] if path.startswith(landing) else path
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        replace(self, ctx=self.ctx.on(batch.sparkSession)).process(batch, batch_id)
+
+    def process(self, batch: DataFrame, batch_id: int) -> None:
         listed = batch_files_from_log(self.checkpoint, batch_id) if self.local else {}
         rows = self.prepare(batch, listed)
         started = time.perf_counter()
@@ -417,7 +427,8 @@ class BronzeSink:
         were counted during the write (a few listed files, and the write committed), else None."""
         lake = self.ctx.lakehouse
         observation = None
-        if 0 < len(listed) <= OBSERVE_MAX_FILES:  # per-file figures counted while writing: no second pass
+        # per-file figures counted while writing, no second pass (a Spark 3.5 Connect client cannot read them)
+        if 0 < len(listed) <= OBSERVE_MAX_FILES and not is_connect(rows.sparkSession):
             observation = Observation(f"bronze_{self.entity}_{batch_id}")
             rows = rows.observe(observation, *file_metrics(listed))
         before = lake.version(self.table)
@@ -495,8 +506,9 @@ class BronzeSink:
     def account(
         self, batch_id: int, records: list[dict], replayed: bool, written_s: float, accounting_s: float
     ) -> None:
-        """The batch's files in the job's summary (a replayed batch's rows were counted by the run that wrote them)
+        """The batch's files for the job's summary (a replayed batch's rows were counted by the run that wrote them)
         and its one log line; file paths and counts only."""
+        files = []
         for rec in records:
             entry_ = {
                 "file": rec["file_path"],
@@ -510,8 +522,7 @@ class BronzeSink:
                 entry_.update(rows=0, rescued_rows=0, replayed=True)
             if rec["status"] in PROBLEM_STATUSES:
                 log.warning("%s: file %s is %s: %s", self.entity, rec["file_path"], rec["status"], rec["reason"])
-            self.files.append(entry_)
-        self.batches += 1
+            files.append(entry_)
         log.info(
             "%s batch %d: %d file(s), %d row(s) in %.1fs (+%.1fs accounting)%s",
             self.entity,
@@ -522,28 +533,37 @@ class BronzeSink:
             accounting_s,
             " [replayed]" if replayed else "",
         )
-        self.replayed += int(replayed)
         if replayed:
             log.warning("%s: batch %d was already committed by an interrupted run; skipped", self.entity, batch_id)
+        self.figures.record(
+            self.ctx.lakehouse,
+            batch_id,
+            {"files": len(files), "rows": sum(f["rows"] for f in files), "replayed": int(replayed)},
+            detail=json.dumps(files),
+        )
 
     def summary(self) -> dict:
-        def total(key):
-            return sum(f[key] for f in self.files)
+        """The run's batches of this entity, as their sink recorded them."""
+        batches = self.figures.read(self.ctx.lakehouse)
+        files = [f for _, _, detail in batches for f in json.loads(detail or "[]")]
 
-        problems = [f["file"] for f in self.files if f["status"] in PROBLEM_STATUSES]
+        def total(key):
+            return sum(f[key] for f in files)
+
+        problems = [f["file"] for f in files if f["status"] in PROBLEM_STATUSES]
         by_status: dict[str, int] = {}
-        for f in self.files:
+        for f in files:
             by_status[f["status"]] = by_status.get(f["status"], 0) + 1
         return {
             "table": self.ctx.lakehouse.display_name(self.table),
-            "batches": self.batches,
-            "batches_replayed": self.replayed,
-            "files_seen": len(self.files),
+            "batches": len(batches),
+            "batches_replayed": sum(figures.get("replayed", 0) for _, figures, _ in batches),
+            "files_seen": len(files),
             "files_by_status": by_status,
             "rows_ingested": total("rows"),
             "rows_rescued": total("rescued_rows"),
             "unreadable_files": problems,
-            "files": self.files,
+            "files": files,
         }
 
 
@@ -559,14 +579,15 @@ def start(ctx: JobContext, entity: str):
         partition_by=["_ingest_date"],
         properties={"delta.appendOnly": "true", "delta.dataSkippingStatsColumns": ",".join(stats)},
     )
-    file_log = OpsTable.open(
+    OpsTable.open(
         lake,
         ctx.settings.raw["tables"]["ops"]["bronze_files"],
         ops.BRONZE_FILES,
         properties={"delta.appendOnly": "true"},
     )
+    ops.BatchFigures.ensure(lake)
     checkpoint = lake.checkpoint(f"bronze_{entity}")
-    sink = BronzeSink(ctx, entity, table, file_log, checkpoint)
+    sink = BronzeSink(ctx, entity, table, checkpoint)
     query = (
         source_stream(ctx, entity)
         .writeStream.foreachBatch(sink)

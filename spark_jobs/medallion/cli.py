@@ -10,6 +10,7 @@ Whoever reads a job's output back (the Airflow operator, the alert tasks) finds 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -63,6 +64,16 @@ class JobContext:
 
             self._lakehouse = Lakehouse(lambda: self.spark, self.settings)  # Spark starts on first use
         return self._lakehouse
+
+    def on(self, spark) -> JobContext:
+        """This context working through another session: a `foreachBatch` function's, its batch's own session (on
+        Spark Connect the function runs in the server, where the job's session does not exist)."""
+        return dataclasses.replace(self, _spark=spark, _lakehouse=None)
+
+    def __getstate__(self) -> dict:
+        """Pickled without its session (Spark Connect pickles a `foreachBatch` function into the server, and a
+        session does not pickle): the function works through its batch's session (`on`)."""
+        return {**self.__dict__, "_spark": None, "_lakehouse": None}
 
 
 def parse_ts(value: str | None) -> datetime | None:

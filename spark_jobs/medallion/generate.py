@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -123,8 +124,7 @@ def data_interval(ctx: JobContext) -> tuple[datetime, datetime]:
 def generate_blocks(ctx: JobContext, spec: dict, n_blocks: int, parts: int) -> DataFrame:
     """Fan-out: every block of patients becomes one text body per entity (and one `_meta` row of counts and
     defects), generated in `parts` Spark partitions. Blocks are the unit of randomness (seeded by their first
-    index), partitions only the unit of parallelism: the files are the same whatever the partition count.
-    Returned persisted (the caller unpersists)."""
+    index), partitions only the unit of parallelism: the files are the same whatever the partition count."""
     n_patients = spec["patients"]
 
     def gen_fn(batches):
@@ -139,10 +139,8 @@ def generate_blocks(ctx: JobContext, spec: dict, n_blocks: int, parts: int) -> D
                 rows.append(("_meta", int(b), json.dumps({"counts": counts, "lines": lines, "defects": defects})))
             yield pd.DataFrame(rows, columns=["entity", "block", "body"])
 
-    return (
-        ctx.spark.range(0, n_blocks, numPartitions=parts)
-        .mapInPandas(gen_fn, "entity string, block int, body string")
-        .persist()
+    return ctx.spark.range(0, n_blocks, numPartitions=parts).mapInPandas(
+        gen_fn, "entity string, block int, body string"
     )
 
 
@@ -228,12 +226,18 @@ def run(ctx: JobContext) -> dict:
     n_blocks = max(1, -(-n_patients // spec["block_size"]))
     parts = max(1, min(ctx.args.partitions or int(gen.get("partitions", 4)), n_blocks))
 
-    chunks = generate_blocks(ctx, spec, n_blocks, parts)
-    # the small per-block metadata (counts, defect list) comes to the driver; the row data never does
-    meta = {r["block"]: json.loads(r["body"]) for r in chunks.filter(F.col("entity") == "_meta").collect()}
     tag = interval_tag(start)
-    landing_dir = publish_files(ctx, chunks, spec, tag)
-    chunks.unpersist()
+    # generated once into the staging folder, then read four times (metadata, three files): not cached, which
+    # serverless may not offer (medallion.session.cached)
+    blocks = os.path.join(ctx.settings.location("staging"), f"{tag}-blocks-{uuid.uuid4().hex}")
+    generate_blocks(ctx, spec, n_blocks, parts).write.parquet(blocks)
+    try:
+        chunks = ctx.spark.read.parquet(blocks)
+        # the small per-block metadata (counts, defect list) comes to the driver; the row data never does
+        meta = {r["block"]: json.loads(r["body"]) for r in chunks.filter(F.col("entity") == "_meta").collect()}
+        landing_dir = publish_files(ctx, chunks, spec, tag)
+    finally:
+        shutil.rmtree(blocks, ignore_errors=True)
 
     manifest = ground_truth(spec, meta, end)
     by_kind: dict[str, int] = {}

@@ -13,6 +13,7 @@ from pyspark.sql import functions as F
 
 from . import views
 from .cli import JobContext, entry
+from .session import cached, release
 from .silver import SILVER_COLUMNS
 
 # the attributes whose change makes a new dim version: every silver patient column but the key and the record time
@@ -41,8 +42,7 @@ def merge_dim(ctx: JobContext, patient_ids: DataFrame) -> None:
     silver = lake.read(ctx.settings.table_name("silver", "patients"))
     dim_name = ctx.settings.table_name("gold", "patients")
     new_rows = patient_history(silver.join(patient_ids, "patient_id", "left_semi"))
-    dim = lake.delta(dim_name)
-    known = dim.toDF().join(patient_ids, "patient_id", "left_semi")
+    known = lake.read(dim_name).join(patient_ids, "patient_id", "left_semi")
     stale = known.join(new_rows.select("patient_key"), "patient_key", "left_anti")
     # versions already in the dim exactly as re-cut are left out of the MERGE: only the files holding a row that
     # changes are rewritten, not every file holding a version of a touched patient
@@ -57,15 +57,14 @@ def merge_dim(ctx: JobContext, patient_ids: DataFrame) -> None:
         .unionByName(stale.withColumn("_op", F.lit("D")).select(*new_rows.columns, "_op"))
         .withColumn("_updated_at", F.current_timestamp())
     )
-    (
-        dim.alias("t")
-        .merge(source.alias("s"), "t.patient_key = s.patient_key")
-        .whenMatchedDelete(condition="s._op = 'D'")
-        .whenMatchedUpdateAll(
-            condition="s._op = 'U' AND (NOT (t.row_hash <=> s.row_hash) OR NOT (t.effective_to <=> s.effective_to))"
-        )
-        .whenNotMatchedInsertAll(condition="s._op = 'U'")
-        .execute()
+    lake.merge(
+        dim_name,
+        source,
+        "t.patient_key = s.patient_key",
+        "WHEN MATCHED AND s._op = 'D' THEN DELETE "
+        "WHEN MATCHED AND s._op = 'U' AND (NOT (t.row_hash <=> s.row_hash) OR NOT (t.effective_to <=> s.effective_to)) "
+        "THEN UPDATE SET * "
+        "WHEN NOT MATCHED AND s._op = 'U' THEN INSERT *",
     )
 
 
@@ -147,21 +146,15 @@ def merge_facts(ctx: JobContext, entity: str, silver_rows: DataFrame, insert: bo
     key, build = FACTS[entity]
     table = ctx.settings.table_name("gold", entity)
     dim = lake.read(ctx.settings.table_name("gold", "patients"))
-    facts = build(silver_rows, dim).withColumn("_updated_at", F.current_timestamp()).persist()
+    facts = cached(build(silver_rows, dim).withColumn("_updated_at", F.current_timestamp()))
     try:
         compare = [c for c in facts.columns if c not in (key, "_updated_at")]
         changed = " OR ".join(f"NOT (t.{c} <=> s.{c})" for c in compare)
-        (
-            lake.delta(table)
-            .alias("t")
-            .merge(facts.alias("s"), f"t.{key} = s.{key}")
-            .whenMatchedUpdateAll(condition=changed)
-            .execute()
-        )
+        lake.merge(table, facts, f"t.{key} = s.{key}", f"WHEN MATCHED AND ({changed}) THEN UPDATE SET *")
         if insert:
             lake.append(facts.join(lake.read(table).select(key), key, "left_anti"), table)
     finally:
-        facts.unpersist()
+        release(facts)
 
 
 def ensure_tables(ctx: JobContext) -> None:
@@ -226,8 +219,9 @@ def run(ctx: JobContext) -> dict:
     dim_name = settings.table_name("gold", "patients")
     dim_version_before = lake.version(dim_name)
 
+    # the batch functions work through their batch's session (`ctx.on`): on Spark Connect they run in the server
     def dim_batch(batch: DataFrame, _batch_id: int) -> None:
-        merge_dim(ctx, _changes(batch).select("patient_id").distinct())
+        merge_dim(ctx.on(batch.sparkSession), _changes(batch).select("patient_id").distinct())
 
     q = (
         lake.read_stream(settings.table_name("silver", "patients"), change_feed=True)
@@ -246,7 +240,8 @@ def run(ctx: JobContext) -> dict:
         def fact_batch(batch: DataFrame, _batch_id: int, entity=entity, key=key) -> None:
             rows = _changes(batch).drop("_change_type", "_commit_version", "_commit_timestamp")
             w = Window.partitionBy(key).orderBy(F.col("_ingested_at").desc())
-            merge_facts(ctx, entity, rows.withColumn("_r", F.row_number().over(w)).filter("_r = 1").drop("_r"))
+            latest = rows.withColumn("_r", F.row_number().over(w)).filter("_r = 1").drop("_r")
+            merge_facts(ctx.on(batch.sparkSession), entity, latest)
 
         q = (
             lake.read_stream(silver_name, change_feed=True)

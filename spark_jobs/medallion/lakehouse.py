@@ -2,17 +2,21 @@
 paths (and temporary views, plain files) locally.
 
 Every job goes through this module, so the rest of the code never branches on the target.
+
+Delta operations are SQL (`CREATE TABLE`, `MERGE INTO`, `DELETE`, `DESCRIBE HISTORY`), not delta-spark's Python
+`DeltaTable`: that one calls into the JVM, which a Spark Connect client (Databricks serverless) does not have. The
+same statements run on a classic session, on Spark Connect and on Databricks.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
 from collections.abc import Callable
 from datetime import date, datetime, timezone
 
-from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import DataType, StructField, StructType
 
@@ -74,16 +78,24 @@ class Lakehouse:
     def read(self, table: str) -> DataFrame:
         return self.spark.table(self.ref(table))
 
-    def delta(self, table: str) -> DeltaTable:
-        if self.settings.is_local:
-            return DeltaTable.forPath(self.spark, self.path(table))
-        return DeltaTable.forName(self.spark, self.ref(table))
+    def on(self, spark: SparkSession) -> Lakehouse:
+        """The same lakehouse through another session: a `foreachBatch` function works through its batch's session
+        (on Spark Connect it runs in the server, where the job's own session does not exist)."""
+        return Lakehouse(spark, self.settings)
+
+    def history(self, table: str, limit: int | None = None) -> DataFrame:
+        """The table's commit history, newest first (`DESCRIBE HISTORY`)."""
+        return self.spark.sql(f"DESCRIBE HISTORY {self.ref(table)}" + (f" LIMIT {int(limit)}" if limit else ""))
+
+    def detail(self, table: str):
+        """The table's `DESCRIBE DETAIL` row (format, location, partition and clustering columns, properties)."""
+        return self.spark.sql(f"DESCRIBE DETAIL {self.ref(table)}").first()
 
     def version(self, table: str) -> int:
         """The table's latest committed version (locally read off the transaction log's file names: no job)."""
         if self.settings.is_local:
             return max(self._log_versions(table))
-        return int(self.delta(table).history(1).select("version").first()[0])
+        return int(self.history(table, 1).select("version").first()[0])
 
     def _log_versions(self, table: str) -> list[int]:
         """The versions with a commit file in a local table's transaction log (none: not a Delta table)."""
@@ -211,21 +223,24 @@ class Lakehouse:
                 for f in schema.fields
             ]
         )
-        builder = DeltaTable.createIfNotExists(self.spark)
-        builder = (
-            builder.location(self.path(table))
-            if self.settings.is_local
-            else builder.tableName(f"{self.settings.catalog}.{self.settings.schema}.{table}")
+        columns = ", ".join(
+            f"`{f.name}` {f.dataType.simpleString()}"
+            + ("" if f.nullable else " NOT NULL")
+            + (f" COMMENT {governance.quote_string(f.metadata['comment'])}" if f.metadata.get("comment") else "")
+            for f in schema.fields
         )
-        builder = builder.addColumns(schema)
+        statement = f"CREATE TABLE IF NOT EXISTS {self.ref(table)} ({columns}) USING DELTA"
         if partition_by:
-            builder = builder.partitionedBy(*partition_by)
+            statement += f" PARTITIONED BY ({', '.join(f'`{c}`' for c in partition_by)})"
         cluster_by = self.clustering(table)
         if cluster_by:
-            builder = builder.clusterBy(*cluster_by)
-        for key, value in props.items():
-            builder = builder.property(key, value)
-        builder.execute()
+            statement += f" CLUSTER BY ({', '.join(f'`{c}`' for c in cluster_by)})"
+        statement += (
+            " TBLPROPERTIES ("
+            + ", ".join(f"{governance.quote_string(k)} = {governance.quote_string(v)}" for k, v in props.items())
+            + ")"
+        )
+        self.spark.sql(statement)
         for statement in governance.unity_catalog_statements(self.settings, table, self.ref(table)) if governed else []:
             self.spark.sql(statement)  # PHI tags and gold-only grants (Databricks)
 
@@ -269,6 +284,24 @@ class Lakehouse:
         frame = self.spark.range(1).selectExpr(f"inline(array({rows}))")
         return frame if records else frame.limit(0)
 
+    _views = itertools.count()
+
+    def merge(self, table: str, source: DataFrame, on: str, clauses: str) -> None:
+        """`MERGE INTO table AS t USING source AS s ON <on> <clauses>` (the WHEN clauses as SQL). The source is a
+        temporary view of its own session under a name no other merge of this process uses (streams of one job
+        merge side by side)."""
+        view = f"_medallion_merge_{os.getpid()}_{next(self._views)}"
+        source.createOrReplaceTempView(view)
+        try:
+            source.sparkSession.sql(f"MERGE INTO {self.ref(table)} AS t USING {view} AS s ON {on} {clauses}")
+        finally:
+            source.sparkSession.catalog.dropTempView(view)
+
+    def delete(self, table: str, condition: str | None = None) -> None:
+        """Delete the rows matching the SQL `condition` (all rows without one); the table keeps its identity, history
+        and change feed."""
+        self.spark.sql(f"DELETE FROM {self.ref(table)}" + (f" WHERE {condition}" if condition else ""))
+
     def drop(self, table: str) -> None:
         """Remove a table and its data (used by full refreshes of derived layers only)."""
         if self.settings.is_local:
@@ -295,12 +328,14 @@ class Lakehouse:
         shutil.rmtree(staged_dir, ignore_errors=True)
 
     def count(self, table: str) -> int | None:
-        return self.read(table).count() if self.exists(table) else None
+        return int(self.read(table).count()) if self.exists(table) else None  # (numpy.int64 over Spark Connect)
 
 
 def _sql_literal(value, data_type: DataType | None = None) -> str:
     """One value as a SQL literal of `data_type` (a string literal without one). Timestamps are written in UTC with
     their offset (a naive datetime is local time, as PySpark reads it), so the session time zone cannot shift them."""
+    if type(value).__module__ == "numpy":  # a figure Spark Connect hands back as a NumPy scalar (count())
+        value = value.item()
     if value is None:
         return f"CAST(NULL AS {data_type.simpleString()})"
     if isinstance(value, bool):

@@ -199,7 +199,7 @@ def quarantine_by_rule(m: Measure) -> list[dict]:
 
 # ------------------------------------------------------------------------------------------------ freshness
 def _last_commit_epoch(m: Measure, table: str) -> float | None:
-    row = m.lake.delta(table).history(1).select(epoch("timestamp").alias("t")).first()
+    row = m.lake.history(table, 1).select(epoch("timestamp").alias("t")).first()
     return row["t"] if row else None
 
 
@@ -497,8 +497,7 @@ def audit(m: Measure, last_versions: dict[str, int]) -> list[dict]:
             )
             continue
         history = (
-            m.lake.delta(table)
-            .history()
+            m.lake.history(table)
             .where(F.col("version") >= start)
             .where(F.col("version") <= current)
             .groupBy("operation")

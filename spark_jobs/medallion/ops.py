@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 from pyspark.sql import DataFrame
@@ -89,6 +90,15 @@ SODA_CHECKS = _schema(  # one row per Soda check per silver run
     ("measured_text", S),
     ("definition", S),
     ("check_identity", S),
+)
+
+STREAM_BATCHES = _schema(  # one row per micro-batch of a job's stream: what the batch function did
+    ("run_id", S, False),
+    ("stream", S, False),
+    ("batch_id", L, False),
+    ("figures", MapType(S, L), False),
+    ("detail", S),  # JSON: per-file entries (bronze), the one-line reason a batch stopped the run (silver)
+    ("recorded_at", T, False),
 )
 
 TABLE_COUNTS = _schema(  # row count of every table per monitoring run
@@ -239,6 +249,57 @@ class OpsTable:
             column, values = within
             condition += f" AND {column} IN ({', '.join(quote_string(v) for v in values)})"
         if not rows:
-            self.lake.delta(self.name).delete(condition)
+            self.lake.delete(self.name, condition)
             return
         self.lake.overwrite_where(self.frame(rows), self.name, condition)
+
+
+# ---- figures of micro-batches ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BatchFigures:
+    """What a `foreachBatch` function did, told to the job that started the stream through a Delta table.
+
+    The function cannot hand figures back in memory: on Spark Connect (Databricks serverless) it is pickled into the
+    server and runs there, so whatever it changes is the server's copy. It records one `ops_stream_batches` row per
+    batch instead, and the job sums its run's rows once the stream has ended. A batch run again in the same job run
+    (a retried task replaying its last batch) counts once: its latest row wins.
+    """
+
+    run_id: str
+    stream: str
+
+    @staticmethod
+    def ensure(lake: Lakehouse) -> None:
+        """Create the table if needed (before the stream starts: its batches only append)."""
+        OpsTable.open(lake, lake.settings.raw["tables"]["ops"]["stream_batches"], STREAM_BATCHES)
+
+    def record(self, lake: Lakehouse, batch_id: int, figures: Mapping[str, int], detail: str | None = None) -> None:
+        row = (self.run_id, self.stream, int(batch_id), {k: int(v) for k, v in figures.items()}, detail)
+        table = OpsTable(lake, lake.settings.raw["tables"]["ops"]["stream_batches"], STREAM_BATCHES)
+        table.append([(*row, datetime.now(timezone.utc))])
+
+    def read(self, lake: Lakehouse) -> list[tuple[int, dict[str, int], str | None]]:
+        """(batch id, figures, detail) of every batch this run's stream recorded, in batch order."""
+        name = lake.settings.raw["tables"]["ops"]["stream_batches"]
+        if not lake.exists(name):
+            return []
+        rows = (
+            lake.read(name)
+            .where(f"run_id = {quote_string(self.run_id)} AND stream = {quote_string(self.stream)}")
+            .select("batch_id", "figures", "detail", "recorded_at")
+            .collect()
+        )
+        latest: dict[int, Any] = {}
+        for r in sorted(rows, key=lambda r: r["recorded_at"]):
+            latest[r["batch_id"]] = r
+        return [(b, dict(r["figures"] or {}), r["detail"]) for b, r in sorted(latest.items())]
+
+    def totals(self, lake: Lakehouse) -> dict[str, int]:
+        """The run's figures summed over its batches."""
+        total: dict[str, int] = {}
+        for _, figures, _ in self.read(lake):
+            for k, v in figures.items():
+                total[k] = total.get(k, 0) + v
+        return total

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 import pyspark
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 
 from .config import Settings
 
@@ -102,8 +102,39 @@ def local_conf(settings: Settings, app_name: str, archive_to: Path | None = None
     }
 
 
+def remote(settings: Settings) -> str | None:
+    """The Spark Connect server a local job runs against instead of a session of its own (`local_spark.remote`, from
+    `SPARK_REMOTE` as PySpark reads it), e.g. `sc://127.0.0.1:15002`; None for a classic session."""
+    return settings.local_spark.get("remote") or None
+
+
+def is_connect(spark: SparkSession) -> bool:
+    """True for a Spark Connect session (Databricks serverless, or `remote`): no JVM beside the client, and no
+    `Observation` results in Spark 3.5's client (they arrive in Spark 4.0)."""
+    return type(spark).__module__.startswith("pyspark.sql.connect")
+
+
+def cached(df: DataFrame) -> DataFrame:
+    """`df` persisted where the engine allows it: a classic session (local, job cluster). Not over Spark Connect:
+    DataFrame caching on serverless is a preview that needs environment version 5+ and is not offered in workspaces
+    with the compliance security profile, which a workspace holding PHI runs (HIPAA). So every plan that is cached
+    here must give the same rows when Spark computes it again: no clock read inside it, no source that changes in
+    between. The Spark Connect tests run without the cache, as serverless does."""
+    return df if is_connect(df.sparkSession) else df.persist()
+
+
+def release(*frames: DataFrame) -> None:
+    """Unpersist what `cached` persisted."""
+    for df in frames:
+        if not is_connect(df.sparkSession):
+            df.unpersist()
+
+
 def get_spark(settings: Settings, app_name: str = "medallion", archive_to: Path | None = None) -> SparkSession:
-    """Return the session a job runs in. Locally it is created once per process and reused."""
+    """Return the session a job runs in. Locally it is created once per process and reused: a Spark Connect session
+    when a server is configured (`remote`), else a classic one with `local_conf`."""
+    if remote(settings) and not on_databricks():
+        return SparkSession.builder.remote(remote(settings)).getOrCreate()
     if on_databricks() or not settings.is_local:
         active = SparkSession.getActiveSession()
         return active if active is not None else SparkSession.builder.appName(app_name).getOrCreate()

@@ -14,7 +14,7 @@ bronze rows, `--full-refresh` re-judges the whole of bronze.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
@@ -24,10 +24,12 @@ from . import ops
 from .cli import JobContext, JobError, entities_argument, entry, selected_entities
 from .codesets import dotted_icd10, ensure_reference, with_membership
 from .config import ConfigError
+from .governance import quote_string
 from .ops import OpsTable
 from .rules import catalog, catalog_version, code_set_columns, failing, membership_flag
 from .schemas import KEYS, RESCUED, landing_columns, source_schema, try_cast
 from .secrets import hash_salt
+from .session import cached, release
 from .soda_checks import raise_for_failures, run_scans
 
 ARRIVAL_ORDER = ["_ingested_at", "_source_file"]  # later arrival wins
@@ -93,30 +95,68 @@ def lenient(sql: str, data_type):
     return try_cast(f"trim({sql})", data_type)
 
 
+# Auto Loader names the file a rescued value came from inside the rescued JSON; it is lineage (bronze keeps the file
+# in _source_file), not a value
+RESCUED_FILE_KEY = "_file_path"
+
+
 def resolve_rescued(entity: str, df: DataFrame) -> DataFrame:
-    """Resolve rescued data that standardization can type: a line the CSV reader could not type only because of
+    """Resolve rescued data that standardization can type: a row the CSV reader could not type only because of
     a value such as `yes`, `1` or ` 40 ` gets its values back (booleans from true/false/yes/no/1/0, numbers with
-    spaces) and loses its rescued mark. Lines with a wrong number of fields, quotes, extra columns or undecodable
-    bytes stay rescued and fail `no_rescued_data` -- nothing is guessed."""
+    spaces) and loses its rescued mark. Rescued data comes in two shapes, resolved alike:
+    - a whole line (the local line reader's PERMISSIVE mode): resolvable when it has exactly the entity's fields;
+    - JSON of the values that did not fit, by column name (Auto Loader's rescued-data column, with the file in
+      `_file_path`; the local by-name reader's, without it): resolvable when every name is a typed column.
+    Lines with a wrong number of fields or quotes, extra columns, unreadable records or undecodable bytes stay
+    rescued and fail `no_rescued_data` -- nothing is guessed."""
     fields = source_schema(entity).fields
-    names = [f.name for f in fields]
+    typed = [f for f in fields if not isinstance(f.dataType, StringType)]
     raw = F.col(RESCUED)
     is_line = (
         raw.isNotNull() & ~raw.startswith("{") & ~raw.contains('"') & (F.size(F.split(raw, ",", -1)) == len(fields))
     )
-    parts = "_rescued_parts"  # `get`: NULL past the end, where `[i]` fails with ANSI mode on
-    values = {f.name: lenient(f"get({parts}, {i})", f.dataType) for i, f in enumerate(fields)}
-    empty = {f.name: F.trim(F.expr(f"get({parts}, {i})")) == "" for i, f in enumerate(fields)}
-    typed_ok = F.lit(True)
+    is_json = raw.isNotNull() & raw.startswith("{")
+    parts, found = "_rescued_parts", "_rescued_values"  # `get` / `try_element_at`: NULL where [] fails under ANSI
+    line_value = {f.name: f"get({parts}, {i})" for i, f in enumerate(fields)}
+    json_value = {f.name: f"try_element_at({found}, '{f.name}')" for f in typed}
+    out = df.withColumn(parts, F.when(is_line, F.split(raw, ",", -1))).withColumn(
+        found,
+        F.when(
+            is_json,
+            F.expr(
+                f"transform_keys(map_filter(from_json({RESCUED}, 'map<string,string>'), "
+                f"(k, v) -> k <> '{RESCUED_FILE_KEY}'), (k, v) -> lower(trim(k)))"
+            ),
+        ),
+    )
+
+    def fits(sql: str, data_type) -> F.Column:  # blank, or a value standardization can type
+        return (F.trim(F.expr(sql)) == "") | lenient(sql, data_type).isNotNull()
+
+    line_ok, json_ok = (
+        F.lit(True),
+        F.size(F.expr(f"array_except(map_keys({found}), array({', '.join(repr(f.name) for f in typed)}))")) == 0,
+    )
     for f in fields:
-        typed_ok = typed_ok & (empty[f.name] | values[f.name].isNotNull())
-    resolvable = is_line & typed_ok
-    out = df.withColumn(parts, F.split(raw, ",", -1))
-    out = out.withColumn("_rescue_resolved", F.coalesce(resolvable, F.lit(False)))
-    for name in names:
-        value = F.when(empty[name], F.lit(None)).otherwise(values[name])
-        out = out.withColumn(name, F.when(F.col("_rescue_resolved"), value).otherwise(F.col(name)))
-    return out.withColumn(RESCUED, F.when(F.col("_rescue_resolved"), F.lit(None)).otherwise(F.col(RESCUED))).drop(parts)
+        line_ok = line_ok & fits(line_value[f.name], f.dataType)
+    for f in typed:
+        json_ok = json_ok & (F.expr(json_value[f.name]).isNull() | fits(json_value[f.name], f.dataType))
+    out = out.withColumn(
+        "_rescue_resolved", F.coalesce((is_line & line_ok) | (is_json & (F.size(found) > 0) & json_ok), F.lit(False))
+    )
+    for f in fields:
+        from_line = F.when(F.trim(F.expr(line_value[f.name])) == "", F.lit(None)).otherwise(
+            lenient(line_value[f.name], f.dataType)
+        )
+        value = F.when(is_line, from_line)
+        if f.name in json_value:  # a JSON value replaces the column's NULL; a column not in the JSON keeps its value
+            in_json = F.expr(json_value[f.name])
+            typed_json = F.when(F.trim(in_json) == "", F.lit(None)).otherwise(lenient(json_value[f.name], f.dataType))
+            value = value.when(is_json & in_json.isNotNull(), typed_json)
+        value = value.otherwise(F.col(f.name))
+        out = out.withColumn(f.name, F.when(F.col("_rescue_resolved"), value).otherwise(F.col(f.name)))
+    resolved = out.withColumn(RESCUED, F.when(F.col("_rescue_resolved"), F.lit(None)).otherwise(F.col(RESCUED)))
+    return resolved.drop(parts, found)
 
 
 def confidence(quality: dict, entity: str):
@@ -196,19 +236,57 @@ Q_IDENTITY = {e: cols + ["_failed_rules", "_source_file", "_ingested_at"] for e,
 Q_COLUMNS = {e: cols + ["_run_id", "_rule_version"] for e, cols in Q_IDENTITY.items()}
 
 
+def new_stats() -> dict:
+    """A silver run's figures for one entity, all zero."""
+    return {
+        "rows_in": 0,
+        "exact_duplicates": 0,
+        "superseded_in_batch": 0,
+        "rescued_resolved": 0,
+        "valid": 0,
+        "quarantined": 0,
+        "held": 0,
+        "released": 0,
+        "expired_to_quarantine": 0,
+        "inserted": 0,
+        "updated": 0,
+        "quarantined_by_rule": {},
+        "warned_by_rule": {},
+    }
+
+
+BY_RULE = ("quarantined_by_rule", "warned_by_rule")
+
+
+def add_figures(stats: dict, figures: dict) -> None:
+    """Add a batch's figures to a run's: counts, and per-rule counts (flat, as `<kind>:<rule>`, in a batch record)."""
+    for key, value in figures.items():
+        kind, _, rule = key.partition(":")
+        if kind in BY_RULE and rule:
+            stats[kind][rule] = stats[kind].get(rule, 0) + int(value)
+        elif isinstance(value, dict):
+            for r, n in value.items():
+                stats[key][r] = stats[key].get(r, 0) + int(n)
+        else:
+            stats[key] = stats.get(key, 0) + int(value)
+
+
 class SilverBatch:
-    """Processes one micro-batch of one entity's bronze rows."""
+    """Processes one micro-batch of one entity's bronze rows.
+
+    As a `foreachBatch` function it works through its batch's session and records the batch's figures in
+    `ops_stream_batches` (`BatchFigures`): on Spark Connect it runs in the server, a copy of the object the job made.
+    The job's own figures (held rows released, re-validation) are counted in `stats` by the job itself."""
 
     def __init__(self, ctx: JobContext, entity: str, stats: dict):
         self.ctx, self.entity, self.stats = ctx, entity, stats
-        self.lake = ctx.lakehouse
+        self.figures = ops.BatchFigures(ctx.run_id, f"silver_{entity}")
         self.salt = hash_salt(ctx.settings)
         self.silver = ctx.settings.table_name("silver", entity)
         self.quarantine = ctx.settings.table_name("quarantine", entity)
         self.held = ctx.settings.table_name("held", entity) if entity != "patients" else None
         self.rules = catalog(ctx.settings.quality, entity, ctx.settings.env)
         self.version = catalog_version(ctx.settings.quality)
-        self.fatal: str | None = None  # the one-line reason a fail-level rule stopped the run
         # column -> reference table of its code set (loaded once per code-set version)
         self.references = {
             col: ensure_reference(self.lake, ctx.settings, name)
@@ -224,13 +302,37 @@ class SilverBatch:
             .withColumn("_fatal", failing(by["fail"]))
         )
 
+    @property
+    def lake(self):
+        return self.ctx.lakehouse
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        """One micro-batch of the stream: judged and written through the batch's session, its figures recorded (a
+        fail-level failure too, with its one-line reason, which the job reports)."""
+        judge = SilverBatch.__new__(SilverBatch)
+        judge.__dict__.update(self.__dict__, ctx=self.ctx.on(batch.sparkSession))
+        try:
+            figures = judge.judge(batch)
+        except JobError as exc:
+            self.figures.record(judge.lake, batch_id, {"fatal": 1}, detail=str(exc))
+            raise
+        flat = {k: v for k, v in figures.items() if k not in BY_RULE}
+        flat.update({f"{kind}:{rule}": n for kind in BY_RULE for rule, n in figures[kind].items()})
+        self.figures.record(judge.lake, batch_id, flat)
+
+    def fatal_reason(self) -> str | None:
+        """The one-line reason a batch of this run stopped it at a fail-level rule, if one did."""
+        return next((detail for _, f, detail in self.figures.read(self.ctx.lakehouse) if f.get("fatal")), None)
+
     def warnings(self, df: DataFrame) -> DataFrame:
         """`_warnings` of rows that were judged in an earlier run (held rows): the warn rules hold only contracts."""
         return df.withColumn("_warnings", failing([r for r in self.rules if r.severity == "warn"]))
 
-    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+    def judge(self, batch: DataFrame) -> dict:
+        """Judge and write a batch of bronze rows; returns its figures (`new_stats` keys). JobError (nothing of the
+        batch written) when a row fails a fail-level rule."""
         raw_cols = landing_columns(self.entity)
-        batch = batch.persist()
+        batch = cached(batch)
         rows_in = batch.count()
         # exact duplicates (every landed value equal, in one file) are counted and dropped. The same values sent again
         # in a later file are a re-send, not a duplicate: they go on as a version (a status may go back to an
@@ -257,9 +359,7 @@ class SilverBatch:
                 )
                 .drop("_patient_known")
             )
-        std = (
-            std.withColumn("_run_id", F.lit(self.ctx.run_id)).withColumn("_rule_version", F.lit(self.version)).persist()
-        )
+        std = cached(std.withColumn("_run_id", F.lit(self.ctx.run_id)).withColumn("_rule_version", F.lit(self.version)))
         only_patient_missing = F.col("_failed_rules") == F.array(F.lit("patient_exists"))
         counts = std.agg(
             F.count("*").alias("n"),
@@ -273,13 +373,12 @@ class SilverBatch:
         n_bad = int(counts["n"]) - n_valid - n_held
         if counts["fatal"]:  # before anything of the batch is written: the run stops, the checkpoint stays put
             names = sorted(r[0] for r in std.select(F.explode("_fatal")).distinct().collect())
-            self.fatal = (
+            release(std)
+            release(batch)
+            raise JobError(
                 f"silver {self.entity}: {counts['fatal']} row(s) failed fail-level rule(s) {', '.join(names)}; "
                 "nothing of the batch was written"
             )
-            std.unpersist()
-            batch.unpersist()
-            raise JobError(self.fatal)
         # a MERGE costs seconds even with nothing to merge: each runs only for rows of its kind (counted above)
         valid = std.filter(F.size("_failed_rules") == 0)
         superseded, written = self.upsert(valid) if n_valid else (0, {})
@@ -295,7 +394,7 @@ class SilverBatch:
             .agg(F.count("*").alias("n"))
             .collect()
         }
-        s = self.stats
+        s = new_stats()
         s["rows_in"] += rows_in
         s["exact_duplicates"] += rows_in - int(counts["n"])
         s["superseded_in_batch"] += superseded
@@ -309,8 +408,9 @@ class SilverBatch:
             s["quarantined_by_rule"][rule] = s["quarantined_by_rule"].get(rule, 0) + n
         for rule, n in warned.items():
             s["warned_by_rule"][rule] = s["warned_by_rule"].get(rule, 0) + n
-        std.unpersist()
-        batch.unpersist()
+        release(std)
+        release(batch)
+        return s
 
     def upsert(self, valid: DataFrame) -> tuple[int, dict]:
         """MERGE validated rows into silver; several versions of one key in a batch: the latest arrival wins."""
@@ -336,18 +436,17 @@ class SilverBatch:
             .select(*SILVER_COLUMNS[self.entity], *[F.col(f"_origin.{c}").alias(c) for c in LINEAGE], *EXTRA)
             .withColumn("_processed_at", F.current_timestamp())
         )
-        target = self.lake.delta(self.silver)
         cond = " AND ".join(f"t.{k} <=> s.{k}" for k in keys)
         # a re-sent identical version changes nothing; a different one replaces the stored one only if it wins
         changed = " OR ".join(f"NOT (t.{c} <=> s.{c})" for c in SILVER_COLUMNS[self.entity] if c not in keys)
-        (
-            target.alias("t")
-            .merge(latest.alias("s"), cond)
-            .whenMatchedUpdateAll(condition=f"({changed}) AND ({replaces(quality, self.entity)})")
-            .whenNotMatchedInsertAll()
-            .execute()
+        self.lake.merge(
+            self.silver,
+            latest,
+            cond,
+            f"WHEN MATCHED AND ({changed}) AND ({replaces(quality, self.entity)}) THEN UPDATE SET * "
+            "WHEN NOT MATCHED THEN INSERT *",
         )
-        written = _last_merge_metrics(target)
+        written = _last_merge_metrics(self.lake, self.silver)
         superseded = int(written.get("numSourceRows", 0))
         superseded = valid.count() - superseded if superseded else 0
         return superseded, written
@@ -360,17 +459,14 @@ class SilverBatch:
     def quarantine_rows(self, bad: DataFrame) -> dict[str, int]:
         """Append failures (idempotently, by row hash) with every rule they failed; return counts by rule."""
         rows = self._with_hash(bad).withColumn("_quarantined_at", F.current_timestamp())
-        (
-            self.lake.delta(self.quarantine)
-            .alias("t")
-            .merge(rows.alias("s"), "t._row_hash = s._row_hash")
+        self.lake.merge(
+            self.quarantine,
+            rows,
+            "t._row_hash = s._row_hash",
             # the same failure judged again by another catalog (re-validation): it now carries that catalog's version
-            .whenMatchedUpdate(
-                condition="NOT (t._rule_version <=> s._rule_version)",
-                set={"_rule_version": "s._rule_version", "_run_id": "s._run_id"},
-            )
-            .whenNotMatchedInsertAll()
-            .execute()
+            "WHEN MATCHED AND NOT (t._rule_version <=> s._rule_version) "
+            "THEN UPDATE SET _rule_version = s._rule_version, _run_id = s._run_id "
+            "WHEN NOT MATCHED THEN INSERT *",
         )
         return {
             r["rule"]: r["n"]
@@ -383,28 +479,21 @@ class SilverBatch:
     def hold(self, held: DataFrame) -> None:
         """Rows whose patient has not arrived yet wait in the held table; they are re-validated every run."""
         rows = self._with_hash(held).withColumn("_held_since", F.current_timestamp())
-        (
-            self.lake.delta(self.held)
-            .alias("t")
-            .merge(rows.alias("s"), "t._row_hash = s._row_hash")
-            .whenNotMatchedInsertAll()
-            .execute()
-        )
+        self.lake.merge(self.held, rows, "t._row_hash = s._row_hash", "WHEN NOT MATCHED THEN INSERT *")
 
     def revalidate_quarantine(self) -> dict:
         """Judge the quarantined rows again by the current rule catalog, from their bronze rows (the raw values, names
         included, which quarantine does not keep): those that pass now go to silver (or wait in held), those that
         still fail stay with the current catalog's reasons and version. Rows already judged by this catalog are left."""
         key = KEYS[self.entity]
-        stale = (
+        stale = cached(
             self.lake.read(self.quarantine)
             .where(~F.col("_rule_version").eqNullSafe(F.lit(self.version)))
             .select(key, "_source_file", "_ingested_at", "_row_hash")
-            .persist()
         )
         n = stale.count()
         if not n:
-            stale.unpersist()
+            release(stale)
             return {"revalidated": 0, "released": 0, "held": 0, "still_quarantined": 0}
         where = stale.select(
             F.col(key).alias("_q_key"), F.col("_source_file").alias("_q_file"), F.col("_ingested_at").alias("_q_at")
@@ -417,16 +506,14 @@ class SilverBatch:
             & (bronze["_ingested_at"] == F.col("_q_at")),
             "left_semi",
         )
-        rejudged = {k: ({} if isinstance(v, dict) else 0) for k, v in self.stats.items() if k != "note"}
-        SilverBatch(self.ctx, self.entity, rejudged)(rows, -1)
-        table = self.lake.delta(self.quarantine)
-        cond = f"t._row_hash = s._row_hash AND NOT (t._rule_version <=> '{self.version}')"
-        table.alias("t").merge(stale.select("_row_hash").alias("s"), cond).whenMatchedDelete().execute()
+        rejudged = self.judge(rows)
+        cond = f"t._row_hash = s._row_hash AND NOT (t._rule_version <=> {quote_string(self.version)})"
+        self.lake.merge(self.quarantine, stale.select("_row_hash"), cond, "WHEN MATCHED THEN DELETE")
         # what still fails is in quarantine again, with this catalog's reasons (maybe other ones than before) and
         # version: counted from the re-judged batch, not by reading `stale` again (Delta re-caches a cached plan of a
         # table it writes, so after the writes `stale` holds only what is left of it; the delete above only needs that)
         still = rejudged["quarantined"]
-        stale.unpersist()
+        release(stale)
         # the run's row figures stay those of its new bronze rows (the monitor reconciles them with bronze); what the
         # re-validation wrote counts in inserted / updated, the rest in the summary's `revalidation`
         for k in ("inserted", "updated"):
@@ -435,10 +522,9 @@ class SilverBatch:
 
     def release_held(self) -> None:
         """Re-validate held rows: those whose patient arrived go to silver, those past the grace period to quarantine."""
-        held_table = self.lake.delta(self.held)
-        held = held_table.toDF().persist()
+        held = cached(self.lake.read(self.held))
         if held.isEmpty():
-            held.unpersist()
+            release(held)
             return
         known = (
             self.lake.read(self.ctx.settings.table_name("silver", "patients"))
@@ -447,14 +533,13 @@ class SilverBatch:
             .withColumn("_known", F.lit(True))
         )
         grace = float(self.ctx.settings.quality.get("orphan_grace_hours", 24))
-        checked = (
-            held.join(known, "patient_id", "left")
-            .withColumn(
-                "_expired",
-                F.col("_known").isNull()
-                & (F.col("_held_since") < F.current_timestamp() - F.expr(f"INTERVAL {int(grace * 3600)} SECONDS")),
+        # the clock is read once: the rows counted as expired are the ones quarantined and then removed from held,
+        # even when Spark computes `checked` again (no cache on Spark Connect)
+        cutoff = datetime.now(timezone.utc) - timedelta(seconds=int(grace * 3600))
+        checked = cached(
+            held.join(known, "patient_id", "left").withColumn(
+                "_expired", F.col("_known").isNull() & (F.col("_held_since") < F.lit(cutoff))
             )
-            .persist()
         )
         ready = checked.filter(F.col("_known").isNotNull()).withColumn("_failed_rules", F.array().cast("array<string>"))
         expired = checked.filter("_expired")
@@ -471,19 +556,19 @@ class SilverBatch:
             self.quarantine_rows(expired)
         done = checked.filter(F.col("_known").isNotNull() | F.col("_expired")).select("_row_hash")
         if n_ready or n_expired:
-            held_table.alias("t").merge(done.alias("s"), "t._row_hash = s._row_hash").whenMatchedDelete().execute()
+            self.lake.merge(self.held, done, "t._row_hash = s._row_hash", "WHEN MATCHED THEN DELETE")
         self.stats["released"] += n_ready
         self.stats["expired_to_quarantine"] += n_expired
         if n_expired:
             self.stats["quarantined_by_rule"]["patient_exists"] = (
                 self.stats["quarantined_by_rule"].get("patient_exists", 0) + n_expired
             )
-        checked.unpersist()
-        held.unpersist()
+        release(checked)
+        release(held)
 
 
-def _last_merge_metrics(table) -> dict:
-    row = table.history(1).select("operation", "operationMetrics").first()
+def _last_merge_metrics(lake, table: str) -> dict:
+    row = lake.history(table, 1).select("operation", "operationMetrics").first()
     if row is None or row["operation"] != "MERGE":
         return {}
     return {k: int(v) for k, v in (row["operationMetrics"] or {}).items() if v and v.isdigit()}
@@ -527,21 +612,7 @@ def score(valid: int, quarantined: int) -> float | None:
 def process(ctx: JobContext, entity: str) -> dict:
     lake = ctx.lakehouse
     bronze = ctx.settings.table_name("bronze", entity)
-    stats = {
-        "rows_in": 0,
-        "exact_duplicates": 0,
-        "superseded_in_batch": 0,
-        "rescued_resolved": 0,
-        "valid": 0,
-        "quarantined": 0,
-        "held": 0,
-        "released": 0,
-        "expired_to_quarantine": 0,
-        "inserted": 0,
-        "updated": 0,
-        "quarantined_by_rule": {},
-        "warned_by_rule": {},
-    }
+    stats = new_stats()
     if not lake.exists(bronze):
         stats["note"] = f"{bronze} does not exist yet"
         return stats
@@ -549,11 +620,12 @@ def process(ctx: JobContext, entity: str) -> dict:
         for layer in ("silver", "quarantine", "held"):
             name = ctx.settings.table_name(layer, entity) if layer != "held" or entity != "patients" else None
             if name and lake.exists(name):
-                lake.delta(name).delete()
+                lake.delete(name)
         lake.reset_checkpoint(f"silver_{entity}")
         stats["full_refresh"] = True
     ensure_tables(ctx, entity, lake.read(bronze).limit(0))
     batch = SilverBatch(ctx, entity, stats)
+    ops.BatchFigures.ensure(lake)
     if ctx.args.revalidate_quarantine == "true":
         stats["revalidation"] = batch.revalidate_quarantine()
     if entity != "patients":
@@ -568,10 +640,12 @@ def process(ctx: JobContext, entity: str) -> dict:
     try:
         query.awaitTermination()
     except Exception:
-        if batch.fatal:  # a fail-level rule: its one-line reason, not the stream's stack trace
-            raise JobError(batch.fatal) from None
+        fatal = batch.fatal_reason()
+        if fatal:  # a fail-level rule: its one-line reason, not the stream's stack trace
+            raise JobError(fatal) from None
         raise
-    lake.stream_finished(f"silver_{entity}")  # read to the end: a later run with nothing new may skip (idle)
+    lake.stream_finished(f"silver_{entity}")
+    add_figures(stats, batch.figures.totals(lake))  # read to the end: a later run with nothing new may skip (idle)
     # rows released from held count as valid, expired ones as quarantined (they were neither when they arrived)
     stats["quality_score"] = score(
         stats["valid"] + stats["released"], stats["quarantined"] + stats["expired_to_quarantine"]

@@ -206,7 +206,7 @@ def test_audit_counts_change_data_feed_writes_per_table_and_writer_run(tables, s
     assert {r["writer_run_id"]: r["inserts"] for r in rows} == {"bronze_a": 3, "bronze_b": 2}
     assert all(r["commits"] == 3 and r["from_version"] == 0 and r["to_version"] == 2 for r in rows)
     assert rows[0]["operations"]["WRITE"] == 2
-    tables.lake.delta("bronze_patients").delete("row_key = '2026-11-27T0500Z-0'")
+    tables.lake.delete("bronze_patients", "row_key = '2026-11-27T0500Z-0'")
     rows = [r for r in metrics.audit(tables.measure(), {"bronze_patients": 2}) if r["table_name"] == "bronze_patients"]
     assert [(r["from_version"], r["to_version"], r["commits"], r["deletes"], r["inserts"]) for r in rows] == [
         (3, 3, 1, 1, 0)

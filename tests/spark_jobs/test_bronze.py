@@ -254,17 +254,17 @@ def test_a_second_run_ingests_nothing_and_records_nothing(landed):
 def test_tables_are_append_only_with_change_feed_and_layer_property(landed):
     lake = landed["lake"]
     for table, quality in (("bronze_patients", "bronze"), ("ops_bronze_files", "ops")):
-        props = lake.delta(table).detail().collect()[0]["properties"]
+        props = lake.detail(table)["properties"]
         assert props["delta.appendOnly"] == "true" and props["delta.enableChangeDataFeed"] == "true"
         assert props["quality"] == quality
     # file statistics only on the columns bronze is looked up by (bronze.stats_columns + the key): the write stays cheap
-    stats = lake.delta("bronze_patients").detail().first()["properties"]["delta.dataSkippingStatsColumns"]
+    stats = lake.detail("bronze_patients")["properties"]["delta.dataSkippingStatsColumns"]
     assert stats == "patient_id,_ingested_at,_source_file"
     fields = {f.name: f.metadata for f in lake.read("bronze_patients").schema.fields}
     assert fields["first_name"]["comment"].startswith("PHI (name)")  # governance: PHI columns say so
     assert fields["_rescued_data"]["comment"].startswith("PHI (raw)") and "comment" not in fields["_source_file"]
     with pytest.raises(Exception, match="(?i)append"):
-        lake.delta("bronze_patients").delete("age = 40")
+        lake.delete("bronze_patients", "age = 40")
 
 
 # ---- exactly once across crashes --------------------------------------------------------------------------

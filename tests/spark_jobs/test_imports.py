@@ -74,3 +74,44 @@ def test_the_cycle_finder_finds_a_cycle_through_a_deferred_import():
     assert find_cycle({"a": {"b"}, "b": set()}) is None
     source = "def f():\n    from .config import Settings\n    from . import governance, ops\n    import medallion.cli\n"
     assert imports_of(source, "probe") == {"config", "governance", "ops", "cli"}
+
+
+# What a Spark Connect client does not have (Databricks serverless): the JVM behind a classic session, RDDs, and
+# delta-spark's Python DeltaTable, which calls into that JVM.
+JVM_ONLY_ATTRIBUTES = {"sparkContext", "_jvm", "_jsc", "_sc", "rdd"}
+JVM_ONLY_MODULES = {"delta.tables", "py4j"}
+
+
+def jvm_uses(source: str) -> list[str]:
+    """Where a module's source reaches for something only a classic session has: `line: name`."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Attribute) and node.attr in JVM_ONLY_ATTRIBUTES:
+            found.append(f"{node.lineno}: .{node.attr}")
+        elif isinstance(node, ast.ImportFrom) and (node.module in JVM_ONLY_MODULES or node.module == "py4j"):
+            found.append(f"{node.lineno}: from {node.module}")
+        elif isinstance(node, ast.Import):
+            found += [f"{node.lineno}: import {a.name}" for a in node.names if a.name in JVM_ONLY_MODULES]
+    return found
+
+
+def test_the_jobs_use_nothing_a_spark_connect_client_lacks():
+    uses = {p.name: jvm_uses(p.read_text(encoding="utf-8")) for p in sorted(PACKAGE.glob("*.py"))}
+    assert {name: found for name, found in uses.items() if found} == {}
+
+
+def test_the_jvm_check_finds_each_kind_of_use():
+    source = (
+        "from delta.tables import DeltaTable\nimport py4j\n"
+        "spark.sparkContext.setLogLevel('x')\nspark._jvm.x\nspark._jsc.y\ndf.rdd.map(f)\nspark._sc\n"
+        "df.sparkSession.sql('x')\n"  # what the jobs use instead: fine
+    )
+    assert sorted(jvm_uses(source)) == [
+        "1: from delta.tables",
+        "2: import py4j",
+        "3: .sparkContext",
+        "4: ._jvm",
+        "5: ._jsc",
+        "6: .rdd",
+        "7: ._sc",
+    ]

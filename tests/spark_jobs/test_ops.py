@@ -33,7 +33,7 @@ def test_rows_by_name_or_position_keep_maps_and_arrays(spark, settings):
     )
     table.append([])  # nothing to write: no commit
     assert _rows(table) == [("r1", "a", {"x": 2}, [1.0, float("inf")]), ("r1", "b", {}, []), ("r1", "c", None, None)]
-    props = table.lake.delta(table.name).detail().first()["properties"]
+    props = table.lake.detail(table.name)["properties"]
     assert props["quality"] == "ops" and props["delta.enableChangeDataFeed"] == "true"
     assert table.lake.version(table.name) == 1
 

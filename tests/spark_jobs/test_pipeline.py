@@ -35,7 +35,7 @@ def test_cycle_is_consistent_and_rerunning_lands_nothing_twice(run_job, spark, s
     dim = table(spark, settings, "gold", "patients")
     lake = Lakehouse(spark, settings)
     for entity, keys in settings.raw["clustering"]["gold"].items():  # clustering keys from config
-        detail = lake.delta(settings.table_name("gold", entity)).detail().first()
+        detail = lake.detail(settings.table_name("gold", entity))
         assert list(detail["clusteringColumns"]) == keys and detail["properties"]["quality"] == "gold"
     for entity in ("claims", "medical_events"):
         fact = table(spark, settings, "gold", entity)

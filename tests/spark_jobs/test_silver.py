@@ -403,3 +403,46 @@ def test_after_a_rule_change_quarantine_is_revalidated_and_a_full_refresh_rejudg
     }
     q = {r.patient_id: sorted(r._failed_rules) for r in table(spark, settings, "quarantine", "patients").collect()}
     assert q == {"P0000002": ["valid_insurance_plan"], "P0000003": ["valid_age", "valid_insurance_plan"]}
+
+
+def test_rescued_values_resolve_alike_from_a_line_and_from_auto_loader_or_local_json(spark):
+    """Bronze rescues data in two shapes: the local line reader keeps the whole line; Auto Loader (and the local
+    by-name reader) keep JSON of the values that did not fit, Auto Loader with the file in `_file_path`. Silver types
+    what it can the same way from each, and guesses at nothing in either."""
+    from pyspark.sql.types import StructField, StringType, StructType
+
+    from medallion.schemas import RESCUED, source_schema
+    from medallion.silver import resolve_rescued
+
+    schema = StructType([*source_schema("patients").fields, StructField(RESCUED, StringType())])
+    values = ["P0000001", "Ann", "Lee", 40, "FEMALE", "SOUTHWEST", 25.0, None, 1, 9000.5, "GOLD", "2025-01-01", "t"]
+    line = "P0000001,Ann,Lee,40,FEMALE,SOUTHWEST,25.0,yes,1,9000.5,GOLD,2025-01-01,line"  # (named by its timestamp)
+    path = '"_file_path":"dbfs:/Volumes/dev/data_eng/landing/2026-11-27T0500Z/patients.csv"'
+    rows = {
+        "line": line,
+        "local json": '{"smoker":"yes"}',
+        "auto loader json": '{"smoker":"yes",' + path + "}",
+        "auto loader, name as in the header": '{" Smoker ":"Yes",' + path + "}",
+        "not a boolean": '{"smoker":"perhaps",' + path + "}",
+        "an extra column": '{"smoker":"yes","loyalty":"gold",' + path + "}",
+        "an unreadable record": '{"_corrupt_record":"P0000001,\\"Ann",' + path + "}",
+        "a line with an extra field": line + ",EXTRA",
+        "only the file": "{" + path + "}",
+    }
+    df = spark.createDataFrame([(*values[:-1], name, rescued) for name, rescued in rows.items()], schema)
+    got = {
+        r["timestamp"]: (r["smoker"], r[RESCUED] is None, r["_rescue_resolved"])
+        for r in resolve_rescued("patients", df).collect()
+    }
+    resolved = (True, True, True)
+    assert got == {
+        "line": resolved,
+        "local json": resolved,
+        "auto loader json": resolved,
+        "auto loader, name as in the header": resolved,
+        "not a boolean": (None, False, False),
+        "an extra column": (None, False, False),
+        "an unreadable record": (None, False, False),
+        "a line with an extra field": (None, False, False),
+        "only the file": (None, False, False),
+    }
