@@ -409,7 +409,7 @@ def test_rescued_values_resolve_alike_from_a_line_and_from_auto_loader_or_local_
     """Bronze rescues data in two shapes: the local line reader keeps the whole line; Auto Loader (and the local
     by-name reader) keep JSON of the values that did not fit, Auto Loader with the file in `_file_path`. Silver types
     what it can the same way from each, and guesses at nothing in either."""
-    from pyspark.sql.types import StructField, StringType, StructType
+    from pyspark.sql.types import StringType, StructField, StructType
 
     from medallion.schemas import RESCUED, source_schema
     from medallion.silver import resolve_rescued
