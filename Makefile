@@ -30,7 +30,7 @@ run: setup
 # Spark-job tests; tests/conftest.py says which tests stay together. TEST_WORKERS=0 runs everything in one process.
 TEST_WORKERS ?= 2
 test: setup
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder -m "not extended"
 
 test-fast: setup
 	$(PY) -m pytest -m "not slow"

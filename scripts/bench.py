@@ -63,13 +63,13 @@ def run_job(job: str, env: dict, extra: list[str]) -> tuple[float, dict]:
     return elapsed, summary
 
 
-def bench_cycle(patients: int, runs: int, workdir: Path) -> dict:
+def bench_cycle(patients: int, runs: int, workdir: Path, engine_env: dict | None = None) -> dict:
     per_job: dict[str, list[float]] = {j: [] for j in JOBS}
     totals, rows = [], None
     for i in range(runs):
         lake = workdir / f"lake-{patients}-{i}"
         shutil.rmtree(lake, ignore_errors=True)
-        env = dict(os.environ, MEDALLION_LAKEHOUSE=str(lake), MEDALLION_HOME=str(ROOT))
+        env = dict(os.environ, MEDALLION_LAKEHOUSE=str(lake), MEDALLION_HOME=str(ROOT), **(engine_env or {}))
         t0 = time.perf_counter()
         for job in JOBS:
             extra = [f"--patients={patients}"] if job == "generate" else []
@@ -93,6 +93,34 @@ def bench_cycle(patients: int, runs: int, workdir: Path) -> dict:
         "cycle_all_s": [round(t, 2) for t in totals],
         "within_5_min": statistics.median(totals) < CYCLE_BUDGET_S,
     }
+
+
+ENGINES = ("classic", "connect", "cluster")
+
+
+def bench_engines(patients: int, runs: int, workdir: Path) -> list[dict]:
+    """The same cycle on each engine the jobs run on: a classic local session per job; a Spark Connect server the
+    jobs are clients of (Databricks serverless's engine; ANSI on, no cache); a standalone cluster (one master and a
+    2-core worker) each job drives, as a job cluster. The servers run for all repetitions, as a warm pool would."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import spark_servers
+
+    figures = []
+    for engine in ENGINES:
+        print(f"  engine {engine}:", flush=True)
+        servers, env = [], {}
+        try:
+            if engine == "connect":
+                servers = [spark_servers.start_connect(state=workdir / "connect")]
+                env = {"SPARK_REMOTE": f"sc://127.0.0.1:{servers[0].port}"}
+            elif engine == "cluster":
+                servers = spark_servers.start_cluster(state=workdir / "cluster")
+                env = {"MEDALLION_SPARK_MASTER": f"spark://127.0.0.1:{servers[0].port}"}
+            figures.append({"engine": engine, **bench_cycle(patients, runs, workdir, env)})
+        finally:
+            for server in reversed(servers):
+                server.stop()
+    return figures
 
 
 def _tree_rss(proc) -> int:
@@ -463,6 +491,22 @@ def markdown(results: dict) -> str:
             + " | ".join(f"{c['median_s'][j]:.1f} s" for j in JOBS)
             + f" | {c['cycle_median_s']:.1f} s | {'yes' if c['within_5_min'] else 'NO'} |"
         )
+    if results.get("engines"):
+        lines += [
+            "",
+            "The same cycle per engine (classic: a local session per job; connect: the jobs as clients of one Spark "
+            "Connect server, ANSI on and no cache, as on serverless; cluster: each job the driver of a standalone "
+            "cluster of one 2-core worker):",
+            "",
+            "| engine | patients | " + " | ".join(JOBS) + " | whole cycle |",
+            "|---|---:|" + "---:|" * len(JOBS) + "---:|",
+        ]
+        for c in results["engines"]:
+            lines.append(
+                f"| {c['engine']} | {c['patients']:,} | "
+                + " | ".join(f"{c['median_s'][j]:.1f} s" for j in JOBS)
+                + f" | {c['cycle_median_s']:.1f} s |"
+            )
     if results.get("generator"):
         lines += [
             "",
@@ -576,7 +620,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--sections",
-        default="cycle,generator,bronze,silver,history,airflow",
+        default="cycle,engines,generator,bronze,silver,history,airflow",
         help="which sections to run; the others keep their figures from an earlier results.json",
     )
     parser.add_argument("--out", default=str(ROOT / "bench"))
@@ -592,7 +636,7 @@ def main() -> None:
         "runs": args.runs,
         "cycles": earlier.get("cycles", []) if "cycle" not in sections else [],
     }
-    for key in ("generator", "bronze", "silver", "history", "airflow"):
+    for key in ("engines", "generator", "bronze", "silver", "history", "airflow"):
         if key not in sections and key in earlier:
             results[key] = earlier[key]
 
@@ -604,6 +648,10 @@ def main() -> None:
         for patients in [int(v) for v in args.volumes.split(",")] if "cycle" in sections else []:
             print(f"Cycle at {patients} patients per batch:", flush=True)
             results["cycles"].append(bench_cycle(patients, args.runs, workdir))
+            save()
+        if "engines" in sections:
+            print(f"Cycle per engine at {default} patients per batch:", flush=True)
+            results["engines"] = bench_engines(default, args.runs, workdir)
             save()
         if args.bronze_volumes and "bronze" in sections:
             print("Bronze against a plain CSV -> Delta copy:", flush=True)

@@ -114,6 +114,10 @@ def start_connect(port: int | None = None, state: Path = STATE, extra_conf: dict
     port = port or free_port()
     settings = load_settings()
     conf = {k: v for k, v in local_conf(settings, "medallion-connect-server").items() if k != "spark.jars.packages"}
+    # a server lives long: it keeps the optimizing JIT compiler a short job process goes without (TieredStopAtLevel)
+    conf["spark.driver.extraJavaOptions"] = " ".join(
+        o for o in conf["spark.driver.extraJavaOptions"].split() if not o.startswith("-XX:TieredStopAtLevel")
+    )
     conf.update(SERVERLESS_CONF)
     conf.update(extra_conf or {})
     conf["spark.connect.grpc.binding.port"] = str(port)

@@ -30,10 +30,11 @@ os.environ.pop("MEDALLION_ENV", None)
 # nothing with each other, but each starts the four Airflow components and real Spark jobs as tasks, so two at once
 # would oversubscribe 2 cores; the deploy and DAG tests share module fixtures (a built wheel, a parsed DagBag). Every
 # Spark-job test is its own unit, so the other worker keeps busy while the Airflow tests run. (A scheduler rather than
-# `xdist_group` marks: under pytest 9, xdist 3.8's loadgroup no longer renames the node ids it groups by.)
-_ONE_WORKER_TIERS = ("e2e",)
+# `xdist_group` marks: under pytest 9, xdist 3.8's loadgroup no longer renames the node ids it groups by.) The Spark
+# Connect and cluster tiers each share one server (or cluster) between their tests, so each is one unit too.
+_ONE_WORKER_TIERS = ("e2e", "connect", "cluster")
 _PER_FILE_TIERS = ("deploy", "dags", "suite")
-_FIRST = ("e2e",)  # the longest unit (~20 min) starts first, so it does not end the run alone
+_FIRST = ("e2e", "connect", "cluster")  # the longest units start first, so none ends the run alone
 
 
 def _unit(nodeid: str) -> str:

@@ -6,6 +6,7 @@ one that did the work."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -38,3 +39,16 @@ def job_runner(engine_env: dict[str, str]) -> Callable[..., dict]:
         return summary
 
     return run
+
+
+def again(test: Callable, *marks) -> Callable:
+    """A test of another tier, to be run again in this one (with `marks`: e.g. `pytest.mark.extended`, which only
+    `make test-connect` / `make test-cluster` run). A wrapper, so marking it leaves the original test alone."""
+
+    @functools.wraps(test)
+    def rerun(*args, **kwargs):
+        return test(*args, **kwargs)
+
+    for mark in marks:
+        rerun = mark(rerun)
+    return rerun

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import glob
 import gzip
 import io
 import json
@@ -119,8 +120,11 @@ def source_stream(ctx: JobContext, entity: str) -> DataFrame:
 
 
 def local_path(uri: str) -> str:
-    """`file:/a/b`, `file:///a/b` and `/a/b` all become `/a/b`."""
+    """`file:/a/b`, `file:///a/b` and `/a/b` all become `/a/b`; a volume's `dbfs:/Volumes/…` (as Auto Loader names
+    files) becomes `/Volumes/…`, where Databricks mounts volumes for file access."""
     parsed = urlparse(uri)
+    if parsed.scheme == "dbfs" and parsed.path.startswith("/Volumes/"):
+        return unquote(parsed.path)
     return unquote(parsed.path) if parsed.scheme in ("file", "") else uri
 
 
@@ -472,10 +476,10 @@ class BronzeSink:
 
     def file_status(self, path: str, rows: int) -> tuple[str, str | None]:
         """ingested; partial (a compressed file damaged after some rows); or why a file gave no rows."""
-        if rows:
-            reason = verify_compressed(path) if self.local else None
+        if rows:  # the file is read on the driver: a local path, or a volume's /Volumes path on Databricks
+            reason = verify_compressed(path)
             return ("partial" if reason else "ingested"), reason
-        return probe(path) if self.local else ("unreadable", "no rows")
+        return probe(path)
 
     def file_records(self, batch_id: int, listed: dict[str, int | None], landed: dict[str, Landed]) -> list[dict]:
         """One `ops_bronze_files` row per file of the batch (listed by the source's log, or found in the table)."""
@@ -542,8 +546,41 @@ class BronzeSink:
             detail=json.dumps(files),
         )
 
+    def sweep(self, started: float) -> None:
+        """Auto Loader hands a batch rows only, so a landing file that gave none (empty, header only, unreadable)
+        never reaches the sink. After the run, every landing file of the entity that was there before the stream
+        started (an `availableNow` run reads all of those) and has no ops record is probed and recorded like a file
+        the local source lists (batch -1). Locally that log lists such files in their batch: nothing to sweep."""
+        if self.local:
+            return
+        landing = local_path(self.ctx.settings.location("landing"))
+        suffixes = self.ctx.settings.raw.get("bronze", {}).get("compressed_suffixes") or []
+        names = [self.ctx.settings.landing_file(self.entity) + s for s in ["", *suffixes]]
+        there = {
+            path: os.stat(path).st_mtime
+            for name in names
+            for path in glob.glob(os.path.join(glob.escape(landing), "*", name))
+        }
+        there = {path: mtime for path, mtime in there.items() if mtime < started}
+        if not there:
+            return
+        lake = self.ctx.lakehouse
+        recorded = {
+            r[0]
+            for r in lake.read(self.file_log.name)
+            .where(F.col("table_name") == lake.display_name(self.table))
+            .select("file_path")
+            .distinct()
+            .collect()
+        }
+        unseen = {path: int(mtime * 1000) for path, mtime in there.items() if self.relative(path) not in recorded}
+        if unseen:
+            records = self.file_records(-1, unseen, {})
+            self.file_log.append(records)
+            self.account(-1, records, False, 0.0, 0.0)
+
     def summary(self) -> dict:
-        """The run's batches of this entity, as their sink recorded them."""
+        """The run's batches of this entity, as their sink recorded them (a swept file as batch -1)."""
         batches = self.figures.read(self.ctx.lakehouse)
         files = [f for _, _, detail in batches for f in json.loads(detail or "[]")]
 
@@ -556,7 +593,7 @@ class BronzeSink:
             by_status[f["status"]] = by_status.get(f["status"], 0) + 1
         return {
             "table": self.ctx.lakehouse.display_name(self.table),
-            "batches": len(batches),
+            "batches": sum(batch_id >= 0 for batch_id, _, _ in batches),
             "batches_replayed": sum(figures.get("replayed", 0) for _, figures, _ in batches),
             "files_seen": len(files),
             "files_by_status": by_status,
@@ -602,6 +639,7 @@ def start(ctx: JobContext, entity: str):
 def run(ctx: JobContext) -> dict:
     """The entities' streams run side by side (each has its own table and checkpoint; their ops rows are blind
     appends, which Delta commits concurrently)."""
+    started = time.time()
     running = {entity: start(ctx, entity) for entity in selected_entities(ctx.args)}
     try:
         for query, _ in running.values():
@@ -610,6 +648,8 @@ def run(ctx: JobContext) -> dict:
         for query, _ in running.values():
             if query.isActive:
                 query.stop()
+    for _, sink in running.values():
+        sink.sweep(started)
     results = {entity: sink.summary() for entity, (_, sink) in running.items()}
     unreadable = [f"{e}: {p}" for e, r in results.items() for p in r["unreadable_files"]]
     return {

@@ -350,3 +350,37 @@ def test_the_real_summary_drives_the_failed_file_alert_and_carries_no_patient_da
     text = json.dumps(landed["summary"]) + subject + body
     for value in ("P0000001", "P0000015", "Ann", "Lee", "Jos", "GOLD_STAR", "forty"):
         assert value not in text
+
+
+def test_files_without_rows_are_accounted_for_on_the_auto_loader_path_too(spark, tmp_path, monkeypatch):
+    """Auto Loader hands a batch only rows, so an empty, header-only or unreadable file never reaches the sink (the
+    local source's log lists it; Auto Loader keeps no such log bronze could read). Run with the sink on its
+    Databricks path, the same files end with the same statuses and reasons as on the local path."""
+    from medallion.bronze import BronzeSink
+
+    files = {k: KINDS[k] for k in ("clean/patients.csv", "empty/patients.csv", "header_only/patients.csv")}
+    files["unreadable/patients.csv.gz"] = KINDS["unreadable/patients.csv.gz"]
+
+    def run(local: bool) -> dict[str, tuple]:
+        root = tmp_path / ("local" if local else "auto_loader") / "lakehouse"
+        monkeypatch.setenv("MEDALLION_LAKEHOUSE", str(root))
+        settings = load_settings()
+        for rel, data in files.items():
+            path = Path(settings.location("landing")) / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        monkeypatch.setattr(BronzeSink, "local", property(lambda self: local))
+        summary = _run_bronze(["--entities", "patients", "--run-id", "swept"])["tables"]["patients"]
+        ops = Lakehouse(spark, settings).read("ops_bronze_files").collect()
+        assert sorted(f["file"] for f in summary["files"]) == sorted(r["file_path"] for r in ops) == sorted(files)
+        assert _run_bronze(["--entities", "patients"])["tables"]["patients"]["files_seen"] == 0  # recorded once
+        return {r["file_path"]: (r["status"], r["rows"], (r["reason"] or "")[:20]) for r in ops}
+
+    auto_loader = run(local=False)
+    assert auto_loader == run(local=True)
+    assert {f: s[0] for f, s in auto_loader.items()} == {
+        "clean/patients.csv": "ingested",
+        "empty/patients.csv": "empty",
+        "header_only/patients.csv": "header_only",
+        "unreadable/patients.csv.gz": "unreadable",
+    }
