@@ -12,7 +12,7 @@ import pytest
 from engines import job_runner, spark_servers
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # stopped when the tier's module is done: the worker goes on with other tests
 def spark_cluster(tmp_path_factory):
     servers = spark_servers.start_cluster(state=tmp_path_factory.mktemp("spark-cluster"), cores=2, memory="2g")
     yield servers[0]

@@ -12,7 +12,7 @@ import pytest
 from engines import job_runner, spark_servers
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # stopped when the tier's module is done: the worker goes on with other tests
 def connect_server(tmp_path_factory):
     """One Spark Connect server for the tier (its JVM and its Python workers are the jobs' compute)."""
     server = spark_servers.start_connect(state=tmp_path_factory.mktemp("spark-connect"))
