@@ -132,6 +132,8 @@ def openlineage_parent(args: argparse.Namespace) -> str | None:
 def _json_default(value: Any):
     if isinstance(value, datetime):
         return value.isoformat()
+    if type(value).__module__ == "numpy":  # a count Spark Connect hands back as a NumPy scalar: a JSON number
+        return value.item()
     return str(value)
 
 

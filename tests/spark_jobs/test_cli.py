@@ -24,6 +24,16 @@ def test_what_a_job_prints_last_is_the_summary_its_readers_find(capsys):
     assert (failed["status"], failed["reason"]) == ("failed", "no landing folder")
 
 
+def test_counts_spark_connect_returns_as_numpy_scalars_are_numbers_in_the_summary(capsys):
+    """Over Spark Connect `DataFrame.count()` returns a NumPy integer: the summary still carries a JSON number,
+    which the operator, the alerts and the tests compare with ints."""
+    import numpy as np
+
+    assert run_job("probe", lambda ctx: {"released": np.int64(1), "score": np.float64(0.5)}, argv=[]) == 0
+    summary = last_summary(capsys.readouterr().out)
+    assert (summary["released"], summary["score"]) == (1, 0.5) and isinstance(summary["released"], int)
+
+
 def test_a_failing_job_exits_non_zero_with_a_one_line_reason(run_job, capsys):
     summary = run_job("generate", "--interval-start", "yesterday", expect_ok=False)
     assert summary["_exit_code"] == 1 and summary["status"] == "failed"
