@@ -33,6 +33,9 @@ os.environ.pop("MEDALLION_ENV", None)
 # `xdist_group` marks: under pytest 9, xdist 3.8's loadgroup no longer renames the node ids it groups by.) The Spark
 # Connect and cluster tiers each share one server (or cluster) between their tests, so each is one unit too.
 _ONE_WORKER_TIERS = ("e2e", "connect", "cluster")
+# ... and those two are one unit between them: each runs a server's JVMs beside the tests' own, and on 2 cores the
+# two at once starve the Python workers a Connect server starts (it waits 10 s for them to connect back)
+_SAME_UNIT = {"connect": "engines", "cluster": "engines"}
 _PER_FILE_TIERS = ("deploy", "dags", "suite")
 _FIRST = ("e2e", "connect", "cluster")  # the longest units start first, so none ends the run alone
 
@@ -40,7 +43,7 @@ _FIRST = ("e2e", "connect", "cluster")  # the longest units start first, so none
 def _unit(nodeid: str) -> str:
     t = tier(nodeid)
     if t in _ONE_WORKER_TIERS:
-        return t
+        return _SAME_UNIT.get(t, t)
     return nodeid.split("::")[0] if t in _PER_FILE_TIERS else nodeid
 
 

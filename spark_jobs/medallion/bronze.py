@@ -638,10 +638,16 @@ def start(ctx: JobContext, entity: str):
 
 def run(ctx: JobContext) -> dict:
     """The entities' streams run side by side (each has its own table and checkpoint; their ops rows are blind
-    appends, which Delta commits concurrently)."""
+    appends, which Delta commits concurrently). Over Spark Connect one after another: there each stream's
+    `foreachBatch` function runs in a Python process the server starts for it, and Spark 3.5's server gives that
+    process 10 seconds to connect back; three starting at once on a busy server can miss that."""
     started = time.time()
-    running = {entity: start(ctx, entity) for entity in selected_entities(ctx.args)}
+    running = {}
     try:
+        for entity in selected_entities(ctx.args):
+            running[entity] = start(ctx, entity)
+            if is_connect(ctx.spark):
+                running[entity][0].awaitTermination()
         for query, _ in running.values():
             query.awaitTermination()
     finally:
