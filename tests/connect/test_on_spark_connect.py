@@ -1,10 +1,10 @@
 """The pipeline's tests with the jobs on Spark Connect (see conftest.py).
 
-In `make test` (about 7 minutes; every test runs with ANSI mode on): the generator's ground truth found in full
-(recall and precision 100 %), a whole cycle consistent and idempotent through gold and the monitor, a fail-level rule
-stopping the run with its one-line reason, and bronze exactly once across a server killed mid-write. `make
-test-connect` also runs the ones marked `extended`: values that do not convert quarantined with their rule, gold equal
-to the generator's history and to its own rebuild, out-of-order versions, held rows released, re-validation and full
+In `make test` (about 5 minutes; every test runs with ANSI mode on): the generator's ground truth found in full
+(recall and precision 100 %), a fail-level rule stopping the run with its one-line reason, and bronze exactly once
+across a server killed mid-write. `make test-connect` also runs the ones marked `extended`: a whole cycle consistent
+and idempotent through gold and the monitor, values that do not convert quarantined with their rule, gold equal to
+the generator's history and to its own rebuild, out-of-order versions, held rows released, re-validation and full
 refresh, several hours in one run equal to one at a time, every rule named, and a replayed bronze batch."""
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ test_quarantine_catches_every_injected_defect_and_nothing_else = again(
     test_silver.test_quarantine_catches_every_injected_defect_and_nothing_else
 )
 test_cycle_is_consistent_and_rerunning_lands_nothing_twice = again(
-    test_pipeline.test_cycle_is_consistent_and_rerunning_lands_nothing_twice
+    test_pipeline.test_cycle_is_consistent_and_rerunning_lands_nothing_twice, extended
 )
 test_values_that_do_not_convert_are_quarantined_with_their_rule_also_with_ansi_mode_on = again(
     test_silver.test_values_that_do_not_convert_are_quarantined_with_their_rule_also_with_ansi_mode_on, extended
