@@ -42,7 +42,7 @@ from . import ops
 from .cli import JobContext, entities_argument, entry, selected_entities
 from .ops import OpsTable
 from .schemas import BRONZE_SCHEMAS, KEYS, RESCUED, landing_columns, source_schema, try_cast
-from .session import is_connect
+from .session import is_connect, start_stream
 
 log = logging.getLogger("medallion.bronze")
 
@@ -625,13 +625,12 @@ def start(ctx: JobContext, entity: str):
     ops.BatchFigures.ensure(lake)
     checkpoint = lake.checkpoint(f"bronze_{entity}")
     sink = BronzeSink(ctx, entity, table, checkpoint)
-    query = (
+    query = start_stream(
         source_stream(ctx, entity)
         .writeStream.foreachBatch(sink)
         .queryName(f"bronze_{entity}")
         .option("checkpointLocation", checkpoint)
         .trigger(availableNow=True)
-        .start()
     )
     return query, sink
 

@@ -13,7 +13,7 @@ from pyspark.sql import functions as F
 
 from . import views
 from .cli import JobContext, entry
-from .session import cached, release
+from .session import cached, release, start_stream
 from .silver import SILVER_COLUMNS
 
 # the attributes whose change makes a new dim version: every silver patient column but the key and the record time
@@ -223,12 +223,11 @@ def run(ctx: JobContext) -> dict:
     def dim_batch(batch: DataFrame, _batch_id: int) -> None:
         merge_dim(ctx.on(batch.sparkSession), _changes(batch).select("patient_id").distinct())
 
-    q = (
+    q = start_stream(
         lake.read_stream(settings.table_name("silver", "patients"), change_feed=True)
         .writeStream.foreachBatch(dim_batch)
         .option("checkpointLocation", lake.checkpoint("gold_dim_patients"))
         .trigger(availableNow=True)
-        .start()
     )
     q.awaitTermination()
     lake.stream_finished("gold_dim_patients")
@@ -243,12 +242,11 @@ def run(ctx: JobContext) -> dict:
             latest = rows.withColumn("_r", F.row_number().over(w)).filter("_r = 1").drop("_r")
             merge_facts(ctx.on(batch.sparkSession), entity, latest)
 
-        q = (
+        q = start_stream(
             lake.read_stream(silver_name, change_feed=True)
             .writeStream.foreachBatch(fact_batch)
             .option("checkpointLocation", lake.checkpoint(f"gold_{entity}"))
             .trigger(availableNow=True)
-            .start()
         )
         q.awaitTermination()
         lake.stream_finished(f"gold_{entity}")

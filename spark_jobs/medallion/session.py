@@ -130,6 +130,21 @@ def release(*frames: DataFrame) -> None:
             df.unpersist()
 
 
+WORKER_DID_NOT_CONNECT = "Python worker failed to connect back"
+
+
+def start_stream(writer, attempts: int = 3):
+    """`writer.start()`, tried again when a Spark Connect server's Python worker for the `foreachBatch` function did
+    not connect back in time (Spark 3.5's server waits 10 s for it; a busy server can miss that). Nothing of the
+    query has run then, so starting it again is safe; any other failure is raised at once."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return writer.start()
+        except Exception as exc:  # pyspark's Connect errors share no base class with a classic session's
+            if WORKER_DID_NOT_CONNECT not in str(exc) or attempt == attempts:
+                raise
+
+
 def get_spark(settings: Settings, app_name: str = "medallion", archive_to: Path | None = None) -> SparkSession:
     """Return the session a job runs in. Locally it is created once per process and reused: a Spark Connect session
     when a server is configured (`remote`), else a classic one with `local_conf`."""

@@ -29,7 +29,7 @@ from .ops import OpsTable
 from .rules import catalog, catalog_version, code_set_columns, failing, membership_flag
 from .schemas import KEYS, RESCUED, landing_columns, source_schema, try_cast
 from .secrets import hash_salt
-from .session import cached, release
+from .session import cached, release, start_stream
 from .soda_checks import raise_for_failures, run_scans
 
 ARRIVAL_ORDER = ["_ingested_at", "_source_file"]  # later arrival wins
@@ -630,12 +630,11 @@ def process(ctx: JobContext, entity: str) -> dict:
         stats["revalidation"] = batch.revalidate_quarantine()
     if entity != "patients":
         batch.release_held()  # patients that arrived since the last run (patients are processed first)
-    query = (
+    query = start_stream(
         lake.read_stream(bronze)
         .writeStream.foreachBatch(batch)
         .option("checkpointLocation", lake.checkpoint(f"silver_{entity}"))
         .trigger(availableNow=True)
-        .start()
     )
     try:
         query.awaitTermination()

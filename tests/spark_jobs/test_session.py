@@ -72,3 +72,27 @@ def test_the_class_archive_is_named_after_the_java_runtime_it_was_written_by(tmp
         monkeypatch.setenv("JAVA_HOME", str(tmp_path / home))
         names.add(class_archive(load_settings()).name)
     assert len(names) == 2
+
+
+def test_a_stream_start_is_tried_again_only_when_the_servers_python_worker_did_not_connect_back():
+    import pytest
+
+    from medallion.session import WORKER_DID_NOT_CONNECT, start_stream
+
+    class Writer:
+        def __init__(self, failures):
+            self.failures, self.calls = list(failures), 0
+
+        def start(self):
+            self.calls += 1
+            if self.failures:
+                raise RuntimeError(self.failures.pop(0))
+            return "query"
+
+    flaky = Writer([f"(org.apache.spark.SparkException) {WORKER_DID_NOT_CONNECT}."] * 2)
+    assert (start_stream(flaky), flaky.calls) == ("query", 3)
+    for failures in (["[STREAM_FAILED] something else"], [WORKER_DID_NOT_CONNECT] * 3):
+        broken = Writer(failures)
+        with pytest.raises(RuntimeError):
+            start_stream(broken)
+        assert broken.calls == len(failures)
