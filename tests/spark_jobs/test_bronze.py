@@ -87,10 +87,7 @@ def landed(spark, tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MEDALLION_LAKEHOUSE", str(root))
         settings = load_settings()
-        for rel, data in KINDS.items():
-            path = Path(settings.location("landing")) / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
+        _land(settings, KINDS)
         summary = _run_bronze(["--entities", "patients", "--run-id", "bronze-kinds"])
         lake = Lakehouse(spark, settings)
         rows: dict[str, list] = {}
@@ -106,6 +103,14 @@ def landed(spark, tmp_path_factory):
             "lake": lake,
             "settings": settings,
         }
+
+
+def _land(settings, files: dict[str, bytes]) -> None:
+    """Write landing files (path under the landing folder -> bytes)."""
+    for rel, data in files.items():
+        path = Path(settings.location("landing")) / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
 
 
 def _run_bronze(argv: list[str]) -> dict:
@@ -365,10 +370,7 @@ def test_files_without_rows_are_accounted_for_on_the_auto_loader_path_too(spark,
         root = tmp_path / ("local" if local else "auto_loader") / "lakehouse"
         monkeypatch.setenv("MEDALLION_LAKEHOUSE", str(root))
         settings = load_settings()
-        for rel, data in files.items():
-            path = Path(settings.location("landing")) / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
+        _land(settings, files)
         monkeypatch.setattr(BronzeSink, "local", property(lambda self: local))
         summary = _run_bronze(["--entities", "patients", "--run-id", "swept"])["tables"]["patients"]
         ops = Lakehouse(spark, settings).read("ops_bronze_files").collect()
