@@ -76,7 +76,7 @@ def source_stream(ctx: JobContext, entity: str) -> DataFrame:
     settings = ctx.settings
     schema = source_schema(entity)
     max_files = str(settings.raw.get("bronze", {}).get("max_files_per_trigger") or 1000)
-    if settings.is_local:
+    if not settings.auto_loader:
         reader = (
             ctx.spark.readStream.format("csv")
             .schema(StructType(schema.fields + [StructField(RESCUED, StringType(), True)]))
@@ -377,8 +377,9 @@ class BronzeSink:
 
     @property
     def local(self) -> bool:
-        """Locally the file-stream source's log lists the batch's files and bronze reads them itself."""
-        return self.ctx.settings.is_local
+        """With Spark's file source (locally, and on open-source Spark) the source's log lists the batch's files and
+        bronze reads them itself; Auto Loader's batches are taken as they come."""
+        return not self.ctx.settings.auto_loader
 
     def app_id(self, spark) -> str:
         """The streaming query's id (kept in its checkpoint): stable across restarts, new for a new checkpoint."""

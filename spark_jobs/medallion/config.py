@@ -100,6 +100,22 @@ class Settings:
         return self.target == "local"
 
     @property
+    def runtime(self) -> str:
+        """What runs the jobs of a Databricks environment: `databricks`, or `open_source_spark` (the emulated
+        workspace, `environments.emulated`), which has neither Auto Loader nor Unity Catalog's tags and grants."""
+        return "local" if self.is_local else str(self.env_cfg.get("runtime") or "databricks")
+
+    @property
+    def auto_loader(self) -> bool:
+        """Whether landing files are read with Auto Loader (`cloudFiles`, Databricks only) or Spark's file source."""
+        return self.runtime == "databricks"
+
+    @property
+    def unity_catalog(self) -> bool:
+        """Whether tables are Unity Catalog's (tags, grants) — not locally, not on open-source Spark."""
+        return self.runtime == "databricks"
+
+    @property
     def catalog(self) -> str | None:
         return self.env_cfg.get("catalog")
 
@@ -144,5 +160,7 @@ def load_settings(
     target = env_cfg.get("target", "local")
     if target not in ("local", "databricks"):
         raise ConfigError(f"environment {env!r} has unknown target {target!r}")
+    if env_cfg.get("runtime", "databricks") not in ("databricks", "open_source_spark"):
+        raise ConfigError(f"environment {env!r} has unknown runtime {env_cfg['runtime']!r}")
     root = Path(config_path).resolve().parent.parent if config_path else project_root()
     return Settings(env=env, target=target, raw=raw, env_cfg=env_cfg, root=root)

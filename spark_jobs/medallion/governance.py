@@ -23,7 +23,8 @@ def _raw(settings_or_cfg: Settings | Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def _is_local(settings_or_cfg: Settings | Mapping[str, Any]) -> bool:
-    return isinstance(settings_or_cfg, Settings) and settings_or_cfg.is_local
+    """No Unity Catalog (tags, grants): the local target, and open-source Spark (the emulated workspace)."""
+    return isinstance(settings_or_cfg, Settings) and not settings_or_cfg.unity_catalog
 
 
 def table_key_of(settings_or_cfg: Settings | Mapping[str, Any], table: str) -> str:
@@ -105,7 +106,7 @@ def phi_comments(settings_or_cfg: Settings | Mapping[str, Any], table_key: str) 
 def unity_catalog_statements(settings: Settings, table_key: str, table_ref: str) -> list[str]:
     """What Unity Catalog needs after a table is created (comments already travel with the schema): PHI tags and
     grants. Nothing on the local target."""
-    if settings.is_local:
+    if not settings.unity_catalog:
         return []
     return [s for s in phi_statements(settings, table_key, table_ref) if " SET TAGS " in s] + grant_statements(
         settings, table_key, table_ref

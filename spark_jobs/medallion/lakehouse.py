@@ -10,6 +10,7 @@ same statements run on a classic session, on Spark Connect and on Databricks.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -260,8 +261,17 @@ class Lakehouse:
         self._save(writer, table)
 
     def overwrite_where(self, df: DataFrame, table: str, condition: str) -> None:
-        """Replace the rows matching the SQL `condition` with `df` in one atomic commit (Delta `replaceWhere`)."""
-        self._save(df.write.format("delta").mode("overwrite").option("replaceWhere", condition), table)
+        """Replace the rows matching the SQL `condition` with `df` in one atomic commit (Delta `replaceWhere`).
+
+        A catalog table takes it as `INSERT INTO … REPLACE WHERE` (Databricks SQL, and Spark 3.4+ on a Delta table):
+        `saveAsTable` in overwrite mode with a `replaceWhere` option fails on open-source Spark's catalog tables
+        (the overwrite is planned as a truncate first), and `insertInto` in overwrite mode ignores the option and
+        replaces the whole table."""
+        if self.settings.is_local:
+            df.write.format("delta").mode("overwrite").option("replaceWhere", condition).save(self.path(table))
+            return
+        with self._temp_view(df) as view:
+            df.sparkSession.sql(f"INSERT INTO {self.ref(table)} REPLACE WHERE {condition} SELECT * FROM {view}")
 
     def _save(self, writer, table: str) -> None:
         if self.settings.is_local:
@@ -290,12 +300,18 @@ class Lakehouse:
         """`MERGE INTO table AS t USING source AS s ON <on> <clauses>` (the WHEN clauses as SQL). The source is a
         temporary view of its own session under a name no other merge of this process uses (streams of one job
         merge side by side)."""
-        view = f"_medallion_merge_{os.getpid()}_{next(self._views)}"
-        source.createOrReplaceTempView(view)
-        try:
+        with self._temp_view(source) as view:
             source.sparkSession.sql(f"MERGE INTO {self.ref(table)} AS t USING {view} AS s ON {on} {clauses}")
+
+    @contextlib.contextmanager
+    def _temp_view(self, df: DataFrame):
+        """`df` as a temporary view of its own session, under a name no other statement of this process uses."""
+        view = f"_medallion_source_{os.getpid()}_{next(self._views)}"
+        df.createOrReplaceTempView(view)
+        try:
+            yield view
         finally:
-            source.sparkSession.catalog.dropTempView(view)
+            df.sparkSession.catalog.dropTempView(view)
 
     def delete(self, table: str, condition: str | None = None) -> None:
         """Delete the rows matching the SQL `condition` (all rows without one); the table keeps its identity, history
