@@ -104,8 +104,12 @@ def _start(name: str, argv: list[str], port: int, state: Path, env: dict[str, st
     return Server(name, process, port, log)
 
 
-def start_connect(port: int | None = None, state: Path = STATE, extra_conf: dict[str, str] | None = None) -> Server:
-    """Start a Spark Connect server with Delta and the local session's settings; return once it listens."""
+def start_connect(
+    port: int | None = None, state: Path = STATE, extra_conf: dict[str, str] | None = None, python: str | None = None
+) -> Server:
+    """Start a Spark Connect server with Delta and the local session's settings; return once it listens. `python`:
+    the interpreter of its Python workers (foreachBatch functions, UDFs), which must be the clients' minor version
+    (this process's by default)."""
     import pyspark
 
     from medallion.config import load_settings
@@ -126,7 +130,7 @@ def start_connect(port: int | None = None, state: Path = STATE, extra_conf: dict
     for key, value in conf.items():
         argv += ["--conf", f"{key}={value}"]
     argv.append("spark-internal")  # the server's main class is in the package: no application jar
-    server = _start("connect", argv, port, state)
+    server = _start("connect", argv, port, state, {"PYSPARK_PYTHON": python} if python else None)
     server.wait_listening(timeout=300)  # the first start resolves the Connect jar from Maven Central
     return server
 

@@ -49,7 +49,7 @@ def read_codes(path: Path) -> list[str]:
 
 
 def file_path(settings: Settings, name: str) -> Path:
-    return Path(settings.resolve_path(spec_of(settings.quality, name)["file"]))
+    return settings.project_file(spec_of(settings.quality, name)["file"])
 
 
 def dotted_icd10(col: Column, quality: dict) -> Column:

@@ -95,6 +95,12 @@ class Settings:
             value = str(p if p.is_absolute() else (self.root / p).resolve())
         return value
 
+    def project_file(self, path: str | Path) -> Path:
+        """A file shipped with the project (code sets, SodaCL files): a relative path is relative to the project root
+        — the folder holding include/ — on every target (a Databricks run starts in no particular folder)."""
+        p = Path(path)
+        return p if p.is_absolute() else self.root / p
+
     @property
     def is_local(self) -> bool:
         return self.target == "local"

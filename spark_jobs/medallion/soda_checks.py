@@ -62,8 +62,7 @@ def soda_settings(settings: Settings) -> dict[str, Any]:
 
 def check_file(settings: Settings, entity: str) -> Path:
     cfg = soda_settings(settings)
-    folder = Path(cfg["checks_dir"])
-    folder = folder if folder.is_absolute() else settings.root / folder
+    folder = settings.project_file(cfg["checks_dir"])
     try:
         return folder / cfg["check_files"][entity]
     except KeyError as exc:
