@@ -144,7 +144,13 @@ class Workspace:
 
     def connection(self) -> dict:
         """The Airflow connection (`AIRFLOW_CONN_DATABRICKS_DEFAULT` as JSON) that points the provider here."""
-        return {"conn_type": "databricks", "host": "127.0.0.1", "port": self.port, "schema": "http", "password": self.token}
+        return {
+            "conn_type": "databricks",
+            "host": "127.0.0.1",
+            "port": self.port,
+            "schema": "http",
+            "password": self.token,
+        }
 
     def airflow_env(self) -> dict[str, str]:
         """What the Airflow components need to run the DAGs against this workspace."""
@@ -226,8 +232,18 @@ class Workspace:
             uv = [sys.executable, "-m", "uv"]
             subprocess.run([*uv, "venv", "-q", "--python", find_python(client["python"]), str(folder)], check=True)
             subprocess.run(
-                [*uv, "pip", "install", "-q", "--python", str(python), "-c", str(ROOT / "requirements.lock"),
-                 *dependencies, *platform],
+                [
+                    *uv,
+                    "pip",
+                    "install",
+                    "-q",
+                    "--python",
+                    str(python),
+                    "-c",
+                    str(ROOT / "requirements.lock"),
+                    *dependencies,
+                    *platform,
+                ],
                 check=True,
             )
             (folder / ".installed").touch()
@@ -332,6 +348,7 @@ class Workspace:
         state = run.state()
         return {
             "run_id": run.run_id,
+            "job_id": 1_000_000 + run.run_id,  # a one-time run's own anonymous job, as the Jobs API answers it
             "run_name": run.payload.get("run_name"),
             "run_page_url": f"{self.host}/#job/runs/{run.run_id}",
             "start_time": run.started_ms,
@@ -405,6 +422,8 @@ class Workspace:
                     return self._reply(400, {"error_code": "MALFORMED_REQUEST", "message": "body is not JSON"})
                 with workspace.lock:
                     workspace.requests.append({"method": method, "path": url.path})
+                if url.path.startswith("/.well-known/"):  # the SDK's unauthenticated host-metadata probe
+                    return self._reply(404, {"error_code": "ENDPOINT_NOT_FOUND", "message": url.path})
                 if self.headers.get("Authorization") != f"Bearer {workspace.token}":
                     return self._reply(403, {"error_code": "PERMISSION_DENIED", "message": "Invalid access token."})
                 query = {k: v[0] for k, v in parse_qs(url.query).items()}
@@ -443,7 +462,9 @@ def start(root: Path, salt: str, port: int = 0, connect_port: int | None = None,
 
     root = Path(root).resolve()
     root.mkdir(parents=True, exist_ok=True)
-    workspace = Workspace(root, token or "dapi-" + secrets.token_hex(16), {("medallion-emulated", "hash-salt"): salt}, port)
+    workspace = Workspace(
+        root, token or "dapi-" + secrets.token_hex(16), {("medallion-emulated", "hash-salt"): salt}, port
+    )
     python = workspace.deploy()
     server = spark_servers.start_connect(
         connect_port,

@@ -51,7 +51,12 @@ def read_secret(settings: Settings, name: str, dbutils=None) -> str:
             f"environment {settings.env!r} has no secret {name!r}: set ${var} or "
             f"secret_scope/secret_keys.{name} in the config"
         )
-    value = (dbutils or _dbutils()).secrets.get(scope=scope, key=key)
+    try:
+        value = (dbutils or _dbutils()).secrets.get(scope=scope, key=key)
+    except ConfigError:
+        raise
+    except Exception as exc:  # the SDK's NotFound / PermissionDenied, ...: its type only, never a value
+        raise ConfigError(f"secret {key!r} could not be read from scope {scope!r} ({type(exc).__name__})") from None
     if not value:
         raise ConfigError(f"secret {key!r} in scope {scope!r} is empty")
     return value

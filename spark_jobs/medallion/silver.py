@@ -703,7 +703,9 @@ def idle(ctx: JobContext) -> str | None:
     """Why this run has nothing to judge, told without starting Spark where the target allows it (locally, off the
     Delta logs and stream checkpoints): bronze has no tables yet, or every silver stream has read every bronze version
     and no row is held (held rows are re-judged every run: their patient may have arrived, their grace may be over).
-    A full refresh or a re-validation always runs."""
+    A full refresh or a re-validation always runs. Without its secret salt the job fails first, idle or not: a
+    misconfigured environment is found on its first run, not on the first hour that brings data."""
+    hash_salt(ctx.settings)
     lake, settings = ctx.lakehouse, ctx.settings
     entities = selected_entities(ctx.args)
     if ctx.args.full_refresh == "true" or ctx.args.revalidate_quarantine == "true":

@@ -60,3 +60,22 @@ def test_on_databricks_the_salt_comes_from_the_environments_secret_scope(monkeyp
     dev = load_settings("dev")
     assert hash_salt(dev) == "salt-from-the-scope"
     assert asked == [(dev.env_cfg["secret_scope"], dev.env_cfg["secret_keys"]["hash_salt"])]
+
+
+def test_a_secret_the_scope_does_not_hold_is_a_one_line_reason_naming_scope_and_key(monkeypatch):
+    from databricks.sdk.errors import NotFound, PermissionDenied
+
+    monkeypatch.delenv("MEDALLION_HASH_SALT", raising=False)
+    for error in (NotFound("no secret hash-salt in scope"), PermissionDenied("user may not READ the scope")):
+
+        class Secrets:
+            def get(self, scope, key, error=error):
+                raise error
+
+        monkeypatch.setattr(secrets, "_dbutils", lambda: type("DBUtils", (), {"secrets": Secrets()})())
+        with pytest.raises(ConfigError) as failure:
+            hash_salt(load_settings("staging"))
+        message = str(failure.value)
+        assert "needs a hash salt" in message and "refusing to start" in message
+        assert f"'hash-salt' could not be read from scope 'medallion-staging' ({type(error).__name__})" in message
+        assert "\n" not in message and failure.value.__cause__ is None  # no trace of the SDK's message either
