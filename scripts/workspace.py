@@ -469,7 +469,10 @@ def start(root: Path, salt: str, port: int = 0, connect_port: int | None = None,
     server = spark_servers.start_connect(
         connect_port,
         state=root / "connect",
-        extra_conf={"spark.sql.warehouse.dir": str(root / "managed")},  # the catalog's managed storage
+        extra_conf={
+            "spark.sql.warehouse.dir": str(root / "managed"),  # the catalog's managed storage
+            "spark.python.worker.faulthandler.enabled": "true",  # a crashed Python worker says where
+        },
         python=python,
     )
     try:
