@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 JARS   := .cache/ivy/.resolved
 export MEDALLION_HOME := $(CURDIR)
 
-.PHONY: run test test-fast test-unit test-connect test-cluster connect-up cluster-up servers-down lint format bench up \
+.PHONY: run test test-fast test-unit test-connect test-cluster test-databricks workspace-up connect-up cluster-up servers-down lint format bench up \
   setup lock wheel clean help
 
 help:
@@ -16,6 +16,8 @@ help:
 	@echo "make test-unit - the small tier CI also runs on the Astro Runtime's Python: make test-unit PYTHON=python3.12 VENV=.cache/venv-py3.12"
 	@echo "make test-connect - the pipeline's tests with the jobs on a Spark Connect server (the engine of serverless)"
 	@echo "make test-cluster - a subset with the jobs on a Spark standalone cluster (a master and a worker, as a job cluster)"
+	@echo "make test-databricks - the Databricks target end to end: Airflow's Databricks tasks against an emulated workspace"
+	@echo "               whose Jobs API runs the wheel on a Spark Connect server (make workspace-up starts one for make up)"
 	@echo "make connect-up / cluster-up / servers-down - start those engines here, or stop them (jobs use them through"
 	@echo "               SPARK_REMOTE / MEDALLION_SPARK_MASTER: see python scripts/spark_servers.py env)"
 	@echo "make lint   - ruff's linter and formatter check (settings in pyproject.toml); make format applies both"
@@ -50,6 +52,13 @@ test-connect: setup
 
 test-cluster: setup
 	$(PY) -m pytest tests/cluster
+
+# The Databricks target end to end against the emulated workspace (scripts/workspace.py)
+test-databricks: setup
+	$(PY) -m pytest tests/deploy/test_executing_jobs_api.py tests/e2e/test_databricks_cycle.py
+
+workspace-up: setup
+	$(PY) scripts/workspace.py up
 
 connect-up: setup
 	$(PY) scripts/spark_servers.py connect-up

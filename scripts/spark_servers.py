@@ -38,10 +38,14 @@ CONNECT_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
 SERVERLESS_CONF = {"spark.sql.ansi.enabled": "true"}
 
 
-def spark_home() -> Path:
-    import pyspark
+def spark_home(python: str | None = None) -> Path:
+    """The pip-installed PySpark's folder (Spark's home): this interpreter's, or another virtualenv's `python`."""
+    if python is None:
+        import pyspark
 
-    return Path(pyspark.__file__).resolve().parent
+        return Path(pyspark.__file__).resolve().parent
+    code = "import os, pyspark; print(os.path.dirname(os.path.realpath(pyspark.__file__)))"
+    return Path(subprocess.run([python, "-c", code], check=True, capture_output=True, text=True).stdout.strip())
 
 
 def free_port() -> int:
@@ -98,6 +102,7 @@ def _start(name: str, argv: list[str], port: int, state: Path, env: dict[str, st
             stdin=subprocess.DEVNULL,
             cwd=state,
             env={**os.environ, "PYSPARK_PYTHON": sys.executable, "SPARK_HOME": str(spark_home()), **(env or {})},
+            # (env may name another PYSPARK_PYTHON and its own SPARK_HOME: see start_connect)
             start_new_session=True,
         )
     (state / f"{name}.pid").write_text(str(process.pid))
@@ -126,11 +131,16 @@ def start_connect(
     conf.update(extra_conf or {})
     conf["spark.connect.grpc.binding.port"] = str(port)
     packages = [CONNECT_PACKAGE.format(version=pyspark.__version__), settings.local_spark["delta_package"]]
-    argv = [str(spark_home() / "bin" / "spark-submit"), "--class", CONNECT_CLASS, "--packages", ",".join(packages)]
+    # the server runs from the workers' own PySpark: Spark puts its home's Python code on the workers' path, which
+    # must match their interpreter (another virtualenv's Python importing this one's compiled modules crashes)
+    home = spark_home(python)
+    argv = [str(home / "bin" / "spark-submit"), "--class", CONNECT_CLASS, "--packages", ",".join(packages)]
     for key, value in conf.items():
         argv += ["--conf", f"{key}={value}"]
     argv.append("spark-internal")  # the server's main class is in the package: no application jar
-    server = _start("connect", argv, port, state, {"PYSPARK_PYTHON": python} if python else None)
+    server = _start(
+        "connect", argv, port, state, {"PYSPARK_PYTHON": python, "SPARK_HOME": str(home)} if python else None
+    )
     server.wait_listening(timeout=300)  # the first start resolves the Connect jar from Maven Central
     return server
 

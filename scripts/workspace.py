@@ -10,7 +10,7 @@ and serves, over plain HTTP with a bearer token, the endpoints the Databricks pr
 - `POST /api/2.2/jobs/runs/submit` — a one-task run of a `python_wheel_task` on serverless compute: the task's
   environment (its `dependencies`: the wheel) is installed into a fresh virtualenv, as a serverless environment is,
   with the platform's own client beside it (`pyspark[connect]` standing in for Databricks Connect, `databricks-sdk`),
-  every version pinned by requirements.lock; then the wheel's entry point is called as Databricks calls it (looked up in
+  every version pinned by requirements.lock (on this interpreter: see `Workspace.python`); then the wheel's entry point is called as Databricks calls it (looked up in
   the package's entry points, `--key=value` for each named parameter) against the Connect server. Idempotency tokens
   are honoured (a token already seen returns its run). Runs go PENDING → RUNNING → TERMINATED (SUCCESS, FAILED,
   CANCELED, TIMEDOUT after the payload's `timeout_seconds`).
@@ -72,22 +72,6 @@ def lock_pins(lock: Path = ROOT / "requirements.lock") -> dict[str, str]:
     return pins
 
 
-def find_python(version: str) -> str:
-    """The interpreter of a serverless environment's client (`python3.12`; pyenv's shims need the patch version)."""
-    exe = f"python{version}"
-    if subprocess.run([exe, "-V"], capture_output=True).returncode == 0:
-        return exe
-    pyenv = shutil.which("pyenv")
-    if pyenv:
-        versions = subprocess.run([pyenv, "versions", "--bare"], capture_output=True, text=True).stdout.split()
-        matching = [v for v in versions if v.startswith(version + ".") and v.count(".") == 2]
-        if matching:
-            os.environ["PYENV_VERSION"] = sorted(matching, key=lambda v: int(v.split(".")[2]))[-1]
-            if subprocess.run([exe, "-V"], capture_output=True).returncode == 0:
-                return exe
-    return sys.executable  # not the environment's version: still a fresh virtualenv with the locked packages
-
-
 @dataclass
 class Run:
     run_id: int
@@ -125,6 +109,13 @@ class Workspace:
     def __init__(self, root: Path, token: str, secrets_: dict[tuple[str, str], str], port: int = 0):
         self.root = Path(root).resolve()
         self.connect_url = ""  # set by `start` once the compute is up
+        # The environments' interpreter: this one (3.11), not serverless environment 5's 3.12. Open-source PySpark
+        # 3.5's Connect server cannot run Python 3.12 workers outside its fork-server daemon (measured: every
+        # pandas UDF task's worker dies at start), and it starts them that way whenever a streaming foreachBatch
+        # worker of another session is being started (StreamingPythonRunner.init switches the daemon off in the
+        # shared conf while it creates its worker). The jobs' 3.12 compatibility is CI's 3.12 tier's (Makefile
+        # UNIT_TESTS); Databricks' own server is not this one.
+        self.python = sys.executable
         self.token = token
         self.secrets = dict(secrets_)
         self.runs: dict[int, Run] = {}
@@ -213,14 +204,11 @@ class Workspace:
     def environment(self, dependencies: list[str]) -> str:
         """A virtualenv with a serverless environment's dependencies and the platform's client, every version from
         requirements.lock; one per set of dependencies (a wheel is a new set when it is rebuilt). Returns its python."""
-        from medallion.config import load_raw
-
-        client = load_raw()["databricks"]["serverless_environment"]["client"]
         pins = lock_pins()
         platform = [f"pyspark[connect]=={pins['pyspark']}", f"databricks-sdk=={pins['databricks-sdk']}"]
         platform.append(f"setuptools=={pins['setuptools']}")  # PySpark 3.5's pandas check imports distutils (3.12)
         digests = [hashlib.sha256(Path(d).read_bytes()).hexdigest() if Path(d).is_file() else d for d in dependencies]
-        key = hashlib.sha256(json.dumps([client["python"], platform, digests]).encode()).hexdigest()[:16]
+        key = hashlib.sha256(json.dumps([self.python, platform, digests]).encode()).hexdigest()[:16]
         with self.lock:
             env_lock = self.env_locks.setdefault(key, threading.Lock())
         folder = self.root / "environments" / key
@@ -230,7 +218,7 @@ class Workspace:
                 return str(python)
             shutil.rmtree(folder, ignore_errors=True)
             uv = [sys.executable, "-m", "uv"]
-            subprocess.run([*uv, "venv", "-q", "--python", find_python(client["python"]), str(folder)], check=True)
+            subprocess.run([*uv, "venv", "-q", "--python", self.python, str(folder)], check=True)
             subprocess.run(
                 [
                     *uv,
