@@ -145,11 +145,17 @@ def start_connect(
     return server
 
 
-def start_cluster(port: int | None = None, state: Path = STATE, cores: int = 2, memory: str = "2g") -> list[Server]:
-    """Start a standalone master and one worker on 127.0.0.1; return them once the worker has registered."""
+def start_cluster(
+    port: int | None = None, state: Path = STATE, cores: int = 2, memory: str = "2g", python: str | None = None
+) -> list[Server]:
+    """Start a standalone master and one worker on 127.0.0.1; return them once the worker has registered. `python`:
+    another virtualenv's interpreter whose PySpark the processes run from (see start_connect)."""
     port = port or free_port()
-    spark_class = str(spark_home() / "bin" / "spark-class")
-    env = {"SPARK_LOCAL_IP": "127.0.0.1", "SPARK_WORKER_DIR": str(state / "work")}
+    home = spark_home(python)
+    spark_class = str(home / "bin" / "spark-class")
+    env = {"SPARK_LOCAL_IP": "127.0.0.1", "SPARK_WORKER_DIR": str(state / "work"), "SPARK_HOME": str(home)}
+    if python:
+        env["PYSPARK_PYTHON"] = python
     master = _start(
         "master",
         [

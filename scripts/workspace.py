@@ -33,6 +33,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -51,6 +52,7 @@ sys.path.insert(0, str(ROOT / "spark_jobs"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 ENV = "emulated"
+COMPUTES = ("serverless", "job_cluster")
 LOG_LIMIT = 5 * 1024 * 1024  # runs/get-output returns the last 5 MB of a task's output
 # what Databricks calls the entry point with: the wheel's named entry point, else `package.entry_point()`
 BOOTSTRAP = """
@@ -106,9 +108,17 @@ class Run:
 class Workspace:
     """The Jobs API and Secrets API of an emulated workspace, executing runs on a Spark Connect server."""
 
-    def __init__(self, root: Path, token: str, secrets_: dict[tuple[str, str], str], port: int = 0):
+    def __init__(
+        self, root: Path, token: str, secrets_: dict[tuple[str, str], str], port: int = 0, compute: str = "serverless"
+    ):
+        if compute not in COMPUTES:
+            raise ValueError(f"compute is one of {COMPUTES}, not {compute!r}")
         self.root = Path(root).resolve()
-        self.connect_url = ""  # set by `start` once the compute is up
+        self.compute = compute
+        self.connect_url = ""  # serverless: the Spark Connect server, set by `start` once it is up
+        self.master_url = ""  # job_cluster: the standalone master, set by `start`
+        self.servers: list = []  # the compute's processes (spark_servers.Server), stopped with the workspace
+        self.cluster_lock = threading.Lock()  # job clusters share one Derby metastore: one driver at a time
         # The environments' interpreter: this one (3.11), not serverless environment 5's 3.12. Open-source PySpark
         # 3.5's Connect server cannot run Python 3.12 workers outside its fork-server daemon (measured: every
         # pandas UDF task's worker dies at start), and it starts them that way whenever a streaming foreachBatch
@@ -145,12 +155,17 @@ class Workspace:
 
     def airflow_env(self) -> dict[str, str]:
         """What the Airflow components need to run the DAGs against this workspace."""
-        return {
+        env = {
             "MEDALLION_TARGET": "databricks",
             "MEDALLION_ENV": ENV,
             "MEDALLION_EMULATED_ROOT": str(self.root),
+            "MEDALLION_EMULATED_COMPUTE": self.compute,
             "AIRFLOW_CONN_DATABRICKS_DEFAULT": json.dumps(self.connection()),
         }
+        if self.compute == "job_cluster":  # the platform team's pool and policy (names only: nothing checks them)
+            env["MEDALLION_DATABRICKS_INSTANCE_POOL_ID"] = "emulated-pool"
+            env["MEDALLION_DATABRICKS_CLUSTER_POLICY_ID"] = "emulated-policy"
+        return env
 
     def start(self) -> Workspace:
         self.thread.start()
@@ -161,6 +176,8 @@ class Workspace:
             self.cancel(run, "Workspace stopped")
         self.server.shutdown()
         self.server.server_close()
+        for server in reversed(self.servers):
+            server.stop()
 
     # ---- the bundle -----------------------------------------------------------------------------
     def settings(self):
@@ -197,15 +214,40 @@ class Workspace:
         """The bundle's schema resource (resources/unity_catalog.yml): the jobs create tables, not schemas."""
         settings = self.settings()
         statement = f"CREATE SCHEMA IF NOT EXISTS `{settings.catalog}`.`{settings.schema}`"
-        code = f"from pyspark.sql import SparkSession as S; S.builder.remote({self.connect_url!r}).getOrCreate().sql({statement!r})"
-        subprocess.run([python, "-c", code], check=True, env=self.run_env(), capture_output=True)
+        code = f"from pyspark.sql import SparkSession as S; S.builder.getOrCreate().sql({statement!r})"
+        subprocess.run([python, "-c", code], check=True, env=self.run_env(), capture_output=True, timeout=600)
+
+    def cluster_conf(self) -> dict[str, str]:
+        """The Spark settings of a job cluster's runtime (its spark-defaults.conf): the local session's, pointed at the
+        standalone master, with a Hive metastore (embedded Derby, under the workspace) as the catalog every run's
+        driver shares — a job cluster's driver is the job's process, so an in-memory catalog would die with it."""
+        from medallion.config import load_settings
+        from medallion.session import local_conf
+
+        conf = local_conf(load_settings(), "medallion-job-cluster")
+        metastore = self.root / "metastore"
+        conf.update(
+            {
+                "spark.master": self.master_url,
+                "spark.sql.catalogImplementation": "hive",
+                "spark.sql.warehouse.dir": str(self.root / "managed"),
+                "spark.hadoop.javax.jdo.option.ConnectionURL": f"jdbc:derby:;databaseName={metastore}/db;create=true",
+                "spark.driver.extraJavaOptions": f"-Dderby.system.home={metastore}",
+                "spark.executor.memory": "1g",
+            }
+        )
+        conf.update(RUNTIME_DEFAULTS)
+        return conf
 
     # ---- environments ---------------------------------------------------------------------------
     def environment(self, dependencies: list[str]) -> str:
-        """A virtualenv with a serverless environment's dependencies and the platform's client, every version from
-        requirements.lock; one per set of dependencies (a wheel is a new set when it is rebuilt). Returns its python."""
+        """A virtualenv with a run's dependencies (a serverless environment's, a job cluster's libraries) and the
+        platform's own packages, every version from requirements.lock; one per set of dependencies (a wheel is a new
+        set when it is rebuilt). Returns its python."""
         pins = lock_pins()
-        platform = [f"pyspark[connect]=={pins['pyspark']}", f"databricks-sdk=={pins['databricks-sdk']}"]
+        # Databricks Connect / the runtime's PySpark with its pandas and pyarrow
+        client = "pyspark[connect]" if self.compute == "serverless" else "pyspark[sql]"
+        platform = [f"{client}=={pins['pyspark']}", f"databricks-sdk=={pins['databricks-sdk']}"]
         platform.append(f"setuptools=={pins['setuptools']}")  # PySpark 3.5's pandas check imports distutils (3.12)
         digests = [hashlib.sha256(Path(d).read_bytes()).hexdigest() if Path(d).is_file() else d for d in dependencies]
         key = hashlib.sha256(json.dumps([self.python, platform, digests]).encode()).hexdigest()[:16]
@@ -237,17 +279,28 @@ class Workspace:
             (folder / ".installed").touch()
         return str(python)
 
-    def run_env(self) -> dict[str, str]:
-        """The process environment of a run: the compute's, not this process's (no MEDALLION_* of the caller)."""
+    def run_env(self, python: str | None = None, cluster: dict | None = None) -> dict[str, str]:
+        """The process environment of a run: the compute's, not this process's (no MEDALLION_* of the caller). A job
+        cluster adds its `spark_env_vars`, secret references resolved as Databricks resolves them at cluster start."""
         keep = ("PATH", "HOME", "JAVA_HOME", "LANG", "TMPDIR", "PYENV_VERSION")
         env = {k: os.environ[k] for k in keep if k in os.environ}
         env.update(
-            SPARK_REMOTE=self.connect_url,  # serverless: the job's session is a Spark Connect session
             DATABRICKS_HOST=self.host,  # the runtime's own credentials (dbutils reads the secret scope with them)
             DATABRICKS_TOKEN=self.token,
             MEDALLION_EMULATED_ROOT=str(self.root),  # where this workspace's /Volumes are
             PYTHONUNBUFFERED="1",
         )
+        if self.compute == "serverless":
+            env["SPARK_REMOTE"] = self.connect_url  # the job's session is a Spark Connect session
+        else:  # the job's process is the cluster's driver: the runtime's Spark settings, its executors' Python
+            import spark_servers
+
+            env["SPARK_CONF_DIR"] = str(self.root / "cluster-conf")
+            if python:
+                env["SPARK_HOME"] = str(spark_servers.spark_home(python))
+                env["PYSPARK_PYTHON"] = python
+            for key, value in ((cluster or {}).get("spark_env_vars") or {}).items():
+                env[key] = SECRET_REFERENCE.sub(lambda m: self.secrets.get((m[1], m[2]), ""), str(value))
         return env
 
     # ---- runs -----------------------------------------------------------------------------------
@@ -256,14 +309,19 @@ class Workspace:
         if len(tasks) != 1 or "python_wheel_task" not in tasks[0]:
             return 400, {"error_code": "INVALID_PARAMETER_VALUE", "message": "one python_wheel_task is supported here"}
         task = tasks[0]
-        if "new_cluster" in task or "existing_cluster_id" in task:
-            return 400, {
-                "error_code": "INVALID_PARAMETER_VALUE",
-                "message": "this emulated workspace runs serverless tasks only (no job clusters)",
-            }
-        environments = {e["environment_key"]: e["spec"] for e in payload.get("environments") or []}
-        if task.get("environment_key") not in environments:
-            return 400, {"error_code": "INVALID_PARAMETER_VALUE", "message": "the task names no environment"}
+        if "existing_cluster_id" in task:
+            return 400, {"error_code": "INVALID_PARAMETER_VALUE", "message": "no all-purpose clusters here"}
+        wants = "job_cluster" if "new_cluster" in task else "serverless"
+        if wants != self.compute:
+            message = f"this emulated workspace runs {self.compute} tasks (start it with that compute), not {wants}"
+            return 400, {"error_code": "INVALID_PARAMETER_VALUE", "message": message}
+        if wants == "job_cluster":
+            dependencies = [lib["whl"] for lib in task.get("libraries") or [] if "whl" in lib]
+        else:
+            environments = {e["environment_key"]: e["spec"] for e in payload.get("environments") or []}
+            if task.get("environment_key") not in environments:
+                return 400, {"error_code": "INVALID_PARAMETER_VALUE", "message": "the task names no environment"}
+            dependencies = list(environments[task["environment_key"]].get("dependencies") or [])
         with self.lock:
             token = payload.get("idempotency_token")
             if token and token in self.tokens:
@@ -273,12 +331,20 @@ class Workspace:
             self.runs[run.run_id] = run
             if token:
                 self.tokens[token] = run.run_id
-        threading.Thread(target=self._execute, args=(run, environments[task["environment_key"]]), daemon=True).start()
+        threading.Thread(target=self._execute, args=(run, dependencies), daemon=True).start()
         return 200, {"run_id": run.run_id}
 
-    def _execute(self, run: Run, spec: dict) -> None:
+    def _execute(self, run: Run, dependencies: list[str]) -> None:
+        if self.compute == "job_cluster":
+            run.state_message = "Waiting for the cluster"
+            with self.cluster_lock:
+                self._run(run, dependencies)
+        else:
+            self._run(run, dependencies)
+
+    def _run(self, run: Run, dependencies: list[str]) -> None:
         try:
-            python = self.environment(list(spec.get("dependencies") or []))
+            python = self.environment(dependencies)
         except Exception as exc:  # noqa: BLE001 - any install failure is the run's failure
             run.error = f"environment could not be installed: {type(exc).__name__}"
             run.finish("FAILED", run.error)
@@ -296,7 +362,7 @@ class Workspace:
                     stdout=out,
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
-                    env=self.run_env(),
+                    env=self.run_env(python, run.task.get("new_cluster")),
                     cwd=self.root,
                     start_new_session=True,
                 )
@@ -426,6 +492,14 @@ class Workspace:
         return Handler
 
 
+# Databricks' own defaults where the local session's differ (what the emulated computes run with)
+RUNTIME_DEFAULTS = {
+    "spark.databricks.delta.properties.defaults.enableChangeDataFeed": "false",  # tables must ask for it
+    "spark.python.worker.faulthandler.enabled": "true",  # a crashed Python worker says where
+}
+SECRET_REFERENCE = re.compile(r"\{\{secrets/([^/}]+)/([^}]+)\}\}")
+
+
 def task_run_id(run_id: int) -> int:
     return run_id * 10  # the one task's run id (distinct from the run's, as in the Jobs API)
 
@@ -444,33 +518,40 @@ def tail_lines(path: Path, count: int) -> list[str]:
         return list(deque((line.rstrip("\n") for line in fh), maxlen=count))
 
 
-def start(root: Path, salt: str, port: int = 0, connect_port: int | None = None, token: str | None = None):
-    """A Connect server with its warehouse under `root`, a deployed bundle and the API; returns (workspace, server)."""
+def start(root: Path, salt: str, port: int = 0, compute: str = "serverless", token: str | None = None) -> Workspace:
+    """Deploy the bundle under `root`, start the compute (a Spark Connect server for serverless, a standalone master
+    and worker for job clusters; the catalog's managed storage under `root`) and the API. `workspace.stop()` stops
+    all of it."""
     import spark_servers
 
     root = Path(root).resolve()
     root.mkdir(parents=True, exist_ok=True)
-    workspace = Workspace(
-        root, token or "dapi-" + secrets.token_hex(16), {("medallion-emulated", "hash-salt"): salt}, port
-    )
+    secrets_ = {("medallion-emulated", "hash-salt"): salt}
+    workspace = Workspace(root, token or "dapi-" + secrets.token_hex(16), secrets_, port, compute)
     python = workspace.deploy()
-    server = spark_servers.start_connect(
-        connect_port,
-        state=root / "connect",
-        extra_conf={
-            "spark.sql.warehouse.dir": str(root / "managed"),  # the catalog's managed storage
-            "spark.python.worker.faulthandler.enabled": "true",  # a crashed Python worker says where
-        },
-        python=python,
-    )
     try:
-        workspace.connect_url = f"sc://127.0.0.1:{server.port}"
+        if compute == "serverless":
+            server = spark_servers.start_connect(
+                state=root / "connect",
+                extra_conf={"spark.sql.warehouse.dir": str(root / "managed"), **RUNTIME_DEFAULTS},
+                python=python,
+            )
+            workspace.servers.append(server)
+            workspace.connect_url = f"sc://127.0.0.1:{server.port}"
+        else:
+            workspace.servers.extend(spark_servers.start_cluster(state=root / "cluster", python=python))
+            workspace.master_url = f"spark://127.0.0.1:{workspace.servers[0].port}"
+            conf_dir = root / "cluster-conf"
+            conf_dir.mkdir(exist_ok=True)
+            lines = [f"{key} {value}" for key, value in workspace.cluster_conf().items()]
+            (conf_dir / "spark-defaults.conf").write_text("\n".join(lines) + "\n")
         workspace.create_schema(python)
         workspace.start()
     except BaseException:
-        server.stop()
+        for server in workspace.servers:
+            server.stop()
         raise
-    return workspace, server
+    return workspace
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -479,10 +560,13 @@ def main(argv: list[str] | None = None) -> int:
     up = sub.add_parser("up", help="start the workspace and keep it running (Ctrl-C stops it)")
     up.add_argument("--port", type=int, default=8443)
     up.add_argument("--root", default=os.environ.get("MEDALLION_EMULATED_ROOT", "/tmp/medallion-emulated"))
+    up.add_argument("--compute", choices=COMPUTES, default="serverless")
     args = parser.parse_args(argv)
     salt = os.environ.get("MEDALLION_HASH_SALT") or secrets.token_hex(16)  # the secret scope's hash salt
-    workspace, server = start(Path(args.root), salt, args.port)
-    print("Emulated Databricks workspace on", workspace.host, "(Spark Connect", workspace.connect_url + ")")
+    workspace = start(Path(args.root), salt, args.port, args.compute)
+    print(
+        f"Emulated Databricks workspace on {workspace.host} ({args.compute}: {workspace.connect_url or workspace.master_url})"
+    )
     print("Point Airflow at it with:")
     for key, value in workspace.airflow_env().items():
         print(f"  export {key}='{value}'")
@@ -494,7 +578,6 @@ def main(argv: list[str] | None = None) -> int:
         pass
     finally:
         workspace.stop()
-        server.stop()
     return 0
 
 

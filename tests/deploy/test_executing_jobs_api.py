@@ -26,10 +26,9 @@ SALT = "executing-jobs-api-test-salt"
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
-    ws, server = emulator.start(tmp_path_factory.mktemp("workspace"), SALT)
+    ws = emulator.start(tmp_path_factory.mktemp("workspace"), SALT)
     yield ws
     ws.stop()
-    server.stop()
 
 
 @pytest.fixture

@@ -1,10 +1,12 @@
 """One hourly cycle through the real Airflow components with the Databricks target, against a workspace that runs
-what it is sent (scripts/workspace.py: the provider's operators and triggers submit `python_wheel_task` runs, the
-wheel runs in its serverless environment on a Spark Connect server with ANSI on, the hash salt comes from the
-environment's secret scope). Its nine domain tables must equal those of the local target (classic local session, salt
+what it is sent (scripts/workspace.py: the provider's operators and triggers submit `python_wheel_task` runs; on
+serverless the wheel runs in its environment on a Spark Connect server with ANSI on and reads the hash salt from the
+secret scope, on a job cluster it is a library of a driver on a standalone cluster whose `spark_env_vars` carry the
+salt as a secret reference). Its nine domain tables must equal those of the local target (classic local session, salt
 from the environment) for the same hour and seed: the same code, two targets, one result.
 
-Extended tier (`make test-databricks`): about ten minutes on two cores."""
+Extended tier (`make test-databricks`), once per compute (serverless, job cluster): about eight minutes each on two
+cores."""
 
 from __future__ import annotations
 
@@ -57,10 +59,11 @@ def _local_cycle(lakehouse: Path, interval_start: datetime) -> None:
 
 @pytest.mark.slow
 @pytest.mark.extended
-def test_an_hourly_cycle_on_the_databricks_target_equals_the_local_targets(tmp_path_factory, spark):
+@pytest.mark.parametrize("compute", emulator.COMPUTES)
+def test_an_hourly_cycle_on_the_databricks_target_equals_the_local_targets(tmp_path_factory, spark, compute):
     home = tmp_path_factory.mktemp("databricks-cycle")
     interval_start = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=HOURS_BACK)
-    workspace, server = emulator.start(home / "workspace", SALT)
+    workspace = emulator.start(home / "workspace", SALT, compute=compute)
     env = {
         "AIRFLOW_HOME": str(home / "airflow"),
         "MEDALLION_PATIENTS_PER_BATCH": "0",  # the scheduler's own hourly runs land header-only files
@@ -78,7 +81,6 @@ def test_an_hourly_cycle_on_the_databricks_target_equals_the_local_targets(tmp_p
         requests = list(workspace.requests)
     finally:
         workspace.stop()
-        server.stop()
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -91,7 +93,10 @@ def test_an_hourly_cycle_on_the_databricks_target_equals_the_local_targets(tmp_p
     assert all(r.result_state == "SUCCESS" for r in workspace.runs.values())
     assert summaries["generate"]["clean_rows"]["patients"] == PATIENTS
     assert summaries["silver"]["quality_score"] >= load_settings().quality["target_score"]
-    assert "/api/2.0/secrets/get" in {r["path"] for r in requests}  # silver's salt: from the secret scope
+    if compute == "serverless":  # silver's salt: from the secret scope (a job cluster's from its spark_env_vars)
+        assert "/api/2.0/secrets/get" in {r["path"] for r in requests}
+    else:
+        assert all(r.task["new_cluster"]["spark_env_vars"] for r in workspace.runs.values())
 
     _local_cycle(home / "local", interval_start)
     emulated = workspace.settings()
@@ -100,7 +105,7 @@ def test_an_hourly_cycle_on_the_databricks_target_equals_the_local_targets(tmp_p
     for layer in LAYERS:
         for entity in ENTITIES:
             name = local.table_name(layer, entity)
-            # the workspace's managed tables live in its catalog's storage (spark.sql.warehouse.dir of its server)
+            # the workspace's managed tables live in its catalog's storage (spark.sql.warehouse.dir of its compute)
             remote = spark.read.format("delta").load(str(workspace.root / "managed" / f"{emulated.schema}.db" / name))
             mine = spark.read.format("delta").load(os.path.join(local.location("warehouse"), local.schema, name))
             assert remote.columns == mine.columns
