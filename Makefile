@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 JARS   := .cache/ivy/.resolved
 export MEDALLION_HOME := $(CURDIR)
 
-.PHONY: run test test-fast test-unit test-connect test-cluster test-databricks workspace-up connect-up cluster-up servers-down lint format bench up \
+.PHONY: run test test-fast test-unit test-connect test-cluster test-extended test-databricks workspace-up connect-up cluster-up servers-down lint format bench up \
   setup lock wheel clean help
 
 help:
@@ -16,6 +16,7 @@ help:
 	@echo "make test-unit - the small tier CI also runs on the Astro Runtime's Python: make test-unit PYTHON=python3.12 VENV=.cache/venv-py3.12"
 	@echo "make test-connect - the pipeline's tests with the jobs on a Spark Connect server (the engine of serverless)"
 	@echo "make test-cluster - a subset with the jobs on a Spark standalone cluster (a master and a worker, as a job cluster)"
+	@echo "make test-extended - the tests make test leaves out for time (marked extended): longer engine tests, the backfill"
 	@echo "make test-databricks - the Databricks target end to end: Airflow's Databricks tasks against an emulated workspace"
 	@echo "               whose Jobs API runs the wheel on a Spark Connect server (make workspace-up starts one for make up)"
 	@echo "make connect-up / cluster-up / servers-down - start those engines here, or stop them (jobs use them through"
@@ -52,6 +53,11 @@ test-connect: setup
 
 test-cluster: setup
 	$(PY) -m pytest tests/cluster
+
+# Everything make test leaves out to stay within its 30 minutes (pytest.ini's `extended` marker): the other engines'
+# longer tests, the backfill through Airflow, the Databricks target end to end
+test-extended: setup
+	$(PY) -m pytest -m extended
 
 # The Databricks target end to end against the emulated workspace (scripts/workspace.py)
 test-databricks: setup

@@ -17,6 +17,7 @@ import hashlib
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import pyspark
@@ -133,16 +134,18 @@ def release(*frames: DataFrame) -> None:
 WORKER_DID_NOT_CONNECT = "Python worker failed to connect back"
 
 
-def start_stream(writer, attempts: int = 3):
+def start_stream(writer, attempts: int = 5, pause=time.sleep):
     """`writer.start()`, tried again when a Spark Connect server's Python worker for the `foreachBatch` function did
-    not connect back in time (Spark 3.5's server waits 10 s for it; a busy server can miss that). Nothing of the
-    query has run then, so starting it again is safe; any other failure is raised at once."""
+    not connect back in time (Spark 3.5's server waits 10 s for it; a busy server can miss that: seen three times
+    running on CI's two busy cores). Nothing of the query has run then, so starting it again is safe, after a pause
+    that grows with each attempt (2, 4, 6, 8 s); any other failure is raised at once."""
     for attempt in range(1, attempts + 1):
         try:
             return writer.start()
         except Exception as exc:  # pyspark's Connect errors share no base class with a classic session's
             if WORKER_DID_NOT_CONNECT not in str(exc) or attempt == attempts:
                 raise
+        pause(2 * attempt)
 
 
 def get_spark(settings: Settings, app_name: str = "medallion", archive_to: Path | None = None) -> SparkSession:

@@ -35,7 +35,7 @@ test_values_that_do_not_convert_are_quarantined_with_their_rule_also_with_ansi_m
     test_silver.test_values_that_do_not_convert_are_quarantined_with_their_rule_also_with_ansi_mode_on, extended
 )
 test_a_fail_level_rule_stops_the_run_before_the_batch_writes_anything = again(
-    test_silver.test_a_fail_level_rule_stops_the_run_before_the_batch_writes_anything
+    test_silver.test_a_fail_level_rule_stops_the_run_before_the_batch_writes_anything, extended
 )
 
 test_gold_matches_the_generators_ground_truth_over_several_hours = again(

@@ -97,6 +97,7 @@ def _differences(backfilled, sequential, layer: str, entity: str) -> dict | None
 
 
 @pytest.mark.slow
+@pytest.mark.extended  # ~8 minutes of make test's 30 (make test-extended runs it)
 def test_backfill_through_airflow_equals_the_hours_run_one_at_a_time(tmp_path, monkeypatch, spark, run_job):
     # hours well in the past (beyond the generator's 24 h look-back from now), backfilled as a data engineer would
     first = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=48)

@@ -89,10 +89,12 @@ def test_a_stream_start_is_tried_again_only_when_the_servers_python_worker_did_n
                 raise RuntimeError(self.failures.pop(0))
             return "query"
 
-    flaky = Writer([f"(org.apache.spark.SparkException) {WORKER_DID_NOT_CONNECT}."] * 2)
-    assert (start_stream(flaky), flaky.calls) == ("query", 3)
-    for failures in (["[STREAM_FAILED] something else"], [WORKER_DID_NOT_CONNECT] * 3):
+    pauses = []
+    flaky = Writer([f"(org.apache.spark.SparkException) {WORKER_DID_NOT_CONNECT}."] * 4)
+    assert (start_stream(flaky, pause=pauses.append), flaky.calls) == ("query", 5)
+    assert pauses == [2, 4, 6, 8]  # a busy server gets time to settle
+    for failures in (["[STREAM_FAILED] something else"], [WORKER_DID_NOT_CONNECT] * 5):
         broken = Writer(failures)
         with pytest.raises(RuntimeError):
-            start_stream(broken)
+            start_stream(broken, pause=lambda seconds: None)
         assert broken.calls == len(failures)
