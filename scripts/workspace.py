@@ -215,7 +215,7 @@ class Workspace:
         settings = self.settings()
         statement = f"CREATE SCHEMA IF NOT EXISTS `{settings.catalog}`.`{settings.schema}`"
         code = f"from pyspark.sql import SparkSession as S; S.builder.getOrCreate().sql({statement!r})"
-        subprocess.run([python, "-c", code], check=True, env=self.run_env(), capture_output=True, timeout=600)
+        subprocess.run([python, "-c", code], check=True, env=self.run_env(python), capture_output=True, timeout=600)
 
     def cluster_conf(self) -> dict[str, str]:
         """The Spark settings of a job cluster's runtime (its spark-defaults.conf): the local session's, pointed at the
