@@ -38,6 +38,9 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "plugins"))  # the shared process helpers (no Airflow import)
+from medallion_airflow.processes import stop_process_groups  # noqa: E402
+
 DAGS = ["medallion_generate", "medallion_bronze", "medallion_silver", "medallion_gold", "medallion_monitor"]
 COMPONENTS = ["api-server", "scheduler", "dag-processor", "triggerer"]
 TERMINAL = {"success", "failed"}
@@ -142,21 +145,7 @@ class Stack:
                 raise RuntimeError(f"airflow {name} exited with code {proc.returncode}:\n{tail}")
 
     def stop(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-        deadline = time.time() + 30
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=max(1, deadline - time.time()))
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+        stop_process_groups(self.procs.values(), grace_s=30)
         self.procs.clear()
 
 
@@ -301,7 +290,6 @@ class Api:
         except RuntimeError as exc:
             if "HTTP 404" not in str(exc):
                 raise
-        sys.path.insert(0, str(ROOT / "plugins"))
         from medallion_airflow.alerts import job_summary
 
         return job_summary(self.xcom(dag_id, run_id, task_id, key="run_id"))
@@ -689,6 +677,22 @@ def print_report(summaries: dict) -> None:
         f"Quality score of this cycle: {'n/a' if score is None else f'{score:.4%}'} "
         f"(target {'n/a' if target is None else f'{target:.1%}'}; {monitor.get('quality_window', '')})"
     )
+
+
+@contextmanager
+def environment(overrides: dict[str, str]):
+    """`os.environ` with `overrides` for the duration, restored on the way out together with what `setup()` and the
+    local mailbox set there (tests run several Airflow homes in one process, one after another)."""
+    saved = {key: os.environ.get(key) for key in [*overrides, "AIRFLOW_CONN_SMTP_DEFAULT"]}
+    os.environ.update(overrides)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 @contextmanager

@@ -31,6 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "plugins"))  # the shared process helpers (no Airflow import)
+from medallion_airflow.processes import stop_process_groups  # noqa: E402
+
 STATE = ROOT / ".cache" / "spark-servers"
 CONNECT_PACKAGE = "org.apache.spark:spark-connect_2.12:{version}"
 CONNECT_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
@@ -82,13 +85,7 @@ class Server:
             time.sleep(0.5)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGTERM)
-                self.process.wait(timeout=30)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        stop_process_groups([self.process], grace_s=30)
 
 
 def _start(name: str, argv: list[str], port: int, state: Path, env: dict[str, str] | None = None) -> Server:

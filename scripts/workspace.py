@@ -48,6 +48,9 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "plugins"))  # the shared process helpers (no Airflow import)
+from medallion_airflow.processes import stop_process_groups  # noqa: E402
+
 sys.path.insert(0, str(ROOT / "spark_jobs"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -105,7 +108,90 @@ class Run:
         return state
 
 
-class Workspace:
+class JsonApi:
+    """A Databricks-style REST API on 127.0.0.1: bearer-token auth, JSON in and out, a thread per request (HTTP/1.0,
+    `Connection: close`, which the provider's aiohttp trigger needs). A subclass answers
+    `route(method, path, query, body) -> (status, reply)`; every request is kept in `requests` (method, path, query,
+    body, auth) for tests to read. The emulated workspace and the contract tests' scripted Jobs API both are one."""
+
+    def __init__(self, token: str, port: int = 0):
+        self.token = token
+        self.lock = threading.Lock()
+        self.requests: list[dict] = []
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), _json_handler(self))
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def host(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def connection(self) -> dict:
+        """The Airflow connection (`AIRFLOW_CONN_DATABRICKS_DEFAULT` as JSON) that points the provider here."""
+        return {
+            "conn_type": "databricks",
+            "host": "127.0.0.1",
+            "port": self.port,
+            "schema": "http",
+            "password": self.token,
+        }
+
+    def serve(self) -> None:
+        self.thread.start()
+
+    def shutdown(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def route(self, method: str, path: str, query: dict, body: dict | None) -> tuple[int, dict]:
+        raise NotImplementedError
+
+    def calls(self, path_suffix: str) -> list[dict]:
+        return [r for r in self.requests if r["path"].endswith(path_suffix)]
+
+
+def _json_handler(api: JsonApi) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):  # no request lines on stderr
+            pass
+
+        def _reply(self, status: int, body: dict):
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _handle(self, method: str):
+            url = urlsplit(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            try:
+                body = json.loads(self.rfile.read(length)) if length else None
+            except ValueError:
+                return self._reply(400, {"error_code": "MALFORMED_REQUEST", "message": "body is not JSON"})
+            query = {k: v[0] for k, v in parse_qs(url.query).items()}
+            auth = self.headers.get("Authorization")
+            with api.lock:
+                api.requests.append({"method": method, "path": url.path, "query": query, "body": body, "auth": auth})
+            if url.path.startswith("/.well-known/"):  # the SDK's unauthenticated host-metadata probe
+                return self._reply(404, {"error_code": "ENDPOINT_NOT_FOUND", "message": url.path})
+            if auth != f"Bearer {api.token}":
+                return self._reply(403, {"error_code": "PERMISSION_DENIED", "message": "Invalid access token."})
+            self._reply(*api.route(method, url.path, query, body))
+
+        def do_GET(self):
+            self._handle("GET")
+
+        def do_POST(self):
+            self._handle("POST")
+
+    return Handler
+
+
+class Workspace(JsonApi):
     """The Jobs API and Secrets API of an emulated workspace, executing runs on a Spark Connect server."""
 
     def __init__(
@@ -126,32 +212,12 @@ class Workspace:
         # shared conf while it creates its worker). The jobs' 3.12 compatibility is CI's 3.12 tier's (Makefile
         # UNIT_TESTS); Databricks' own server is not this one.
         self.python = sys.executable
-        self.token = token
         self.secrets = dict(secrets_)
         self.runs: dict[int, Run] = {}
         self.tokens: dict[str, int] = {}
-        self.requests: list[dict] = []  # method, path (what tests read: which endpoints were called)
         self.next_run_id = 1
-        self.lock = threading.Lock()
         self.env_locks: dict[str, threading.Lock] = {}
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def host(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def connection(self) -> dict:
-        """The Airflow connection (`AIRFLOW_CONN_DATABRICKS_DEFAULT` as JSON) that points the provider here."""
-        return {
-            "conn_type": "databricks",
-            "host": "127.0.0.1",
-            "port": self.port,
-            "schema": "http",
-            "password": self.token,
-        }
+        super().__init__(token, port)
 
     def airflow_env(self) -> dict[str, str]:
         """What the Airflow components need to run the DAGs against this workspace."""
@@ -168,14 +234,13 @@ class Workspace:
         return env
 
     def start(self) -> Workspace:
-        self.thread.start()
+        self.serve()
         return self
 
     def stop(self) -> None:
         for run in list(self.runs.values()):
             self.cancel(run, "Workspace stopped")
-        self.server.shutdown()
-        self.server.server_close()
+        self.shutdown()
         for server in reversed(self.servers):
             server.stop()
 
@@ -388,15 +453,8 @@ class Workspace:
         with self.lock:
             run.finish(result, message)
             process = run.process
-        if process is not None and process.poll() is None:
-            try:
-                os.killpg(process.pid, signal.SIGTERM)
-                process.wait(timeout=20)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                try:
-                    os.killpg(process.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+        if process is not None:
+            stop_process_groups([process], grace_s=20)
 
     def run_info(self, run: Run) -> dict:
         state = run.state()
@@ -450,46 +508,6 @@ class Workspace:
                 threading.Thread(target=self.cancel, args=(run,), daemon=True).start()
                 return 200, {}
         return 404, {"error_code": "ENDPOINT_NOT_FOUND", "message": f"{method} {path}"}
-
-    def _handler(self):
-        workspace = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # no request lines on stderr
-                pass
-
-            def _reply(self, status: int, body: dict):
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.send_header("Connection", "close")
-                self.end_headers()
-                self.wfile.write(data)
-
-            def _handle(self, method: str):
-                url = urlsplit(self.path)
-                length = int(self.headers.get("Content-Length") or 0)
-                try:
-                    body = json.loads(self.rfile.read(length)) if length else None
-                except ValueError:
-                    return self._reply(400, {"error_code": "MALFORMED_REQUEST", "message": "body is not JSON"})
-                with workspace.lock:
-                    workspace.requests.append({"method": method, "path": url.path})
-                if url.path.startswith("/.well-known/"):  # the SDK's unauthenticated host-metadata probe
-                    return self._reply(404, {"error_code": "ENDPOINT_NOT_FOUND", "message": url.path})
-                if self.headers.get("Authorization") != f"Bearer {workspace.token}":
-                    return self._reply(403, {"error_code": "PERMISSION_DENIED", "message": "Invalid access token."})
-                query = {k: v[0] for k, v in parse_qs(url.query).items()}
-                self._reply(*workspace.route(method, url.path, query, body))
-
-            def do_GET(self):
-                self._handle("GET")
-
-            def do_POST(self):
-                self._handle("POST")
-
-        return Handler
 
 
 # Databricks' own defaults where the local session's differ (what the emulated computes run with)

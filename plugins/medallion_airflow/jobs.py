@@ -21,7 +21,6 @@ import functools
 import hashlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
 from collections import deque
@@ -32,6 +31,7 @@ from airflow.sdk import BaseOperator
 
 from medallion.cli import CONFIG_VARIABLE_FLAGS, parse_summary
 from medallion_airflow import settings
+from medallion_airflow.processes import stop_process_groups
 
 JOBS = ("generate", "bronze", "silver", "gold", "monitor")
 
@@ -235,14 +235,7 @@ class LocalSparkJobOperator(BaseOperator):
         if proc is None or proc.poll() is not None:
             return
         self.log.warning("Stopping medallion-%s (pid %s)", self.job, proc.pid)
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=20)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        stop_process_groups([proc], grace_s=20)
 
     def on_kill(self) -> None:
         self._terminate()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -50,3 +51,35 @@ def test_killing_the_task_stops_the_job_process(monkeypatch, tmp_path):
     runner.join(timeout=30)
     assert not runner.is_alive() and errors
     assert op._proc.poll() is not None and not marker.exists()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        state = next(l for l in status.splitlines() if l.startswith("State:"))
+    except (FileNotFoundError, ProcessLookupError, StopIteration):
+        return False
+    return "Z" not in state.split()[1]  # a killed child that nobody reaped yet is a zombie: it is gone
+
+
+def test_a_job_that_ignores_sigterm_is_killed_with_everything_it_started_after_the_grace_period():
+    """What a Spark driver stuck in a JVM shutdown hook looks like: neither it nor its workers end on SIGTERM."""
+    import subprocess
+
+    from medallion_airflow.processes import stop_process_groups
+
+    stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(120)"
+    script = (
+        f"import signal, subprocess, sys, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        f"child = subprocess.Popen([sys.executable, '-c', {stubborn!r}])\nprint(child.pid, flush=True)\ntime.sleep(120)"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, start_new_session=True)
+    worker = int(proc.stdout.readline())
+    time.sleep(0.3)  # both have set their SIGTERM handlers
+    started = time.monotonic()
+    stop_process_groups([proc], grace_s=1)
+    assert proc.returncode == -9 and time.monotonic() - started < 10
+    deadline = time.monotonic() + 5
+    while _alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(worker)

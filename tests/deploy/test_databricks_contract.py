@@ -10,72 +10,31 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
+import sys
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
+from pathlib import Path
 
 import pytest
 from conftest import RUN_ID, TaskStateStore, load_dags, submit_round_trip, task_context
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+from workspace import JsonApi  # noqa: E402  (scripts/ is not a package)
+
 TOKEN = "dapi-contract-test-token"
 
 
-class FakeJobsApi:
-    """An in-memory Jobs API 2.2: each submitted run walks through `states`, the last one repeating."""
+class FakeJobsApi(JsonApi):
+    """An in-memory Jobs API 2.2: each submitted run walks through `states`, the last one repeating. The HTTP side
+    (bearer token, JSON, request log) is the emulated workspace's (scripts/workspace.py); the runs are scripted."""
 
     def __init__(self):
-        self.requests: list[dict] = []
+        super().__init__(TOKEN)
         self.runs: dict[int, dict] = {}
         self.tokens: dict[str, int] = {}
         self.states: list[dict] = [{"life_cycle_state": "TERMINATED", "result_state": "SUCCESS"}]
         self.task_error: str | None = None
         self.task_logs: str | None = None  # what a python_wheel_task printed (runs/get-output `logs`)
         self.next_run_id = 1000
-        self.lock = threading.Lock()
-        api = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # keep the test output clean
-                pass
-
-            def _reply(self, status: int, body: dict):
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.send_header("Connection", "close")  # HTTP/1.0 server: no keep-alive for the trigger's aiohttp
-                self.end_headers()
-                self.wfile.write(data)
-
-            def _handle(self, method: str):
-                url = urlsplit(self.path)
-                length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length)) if length else None
-                query = {k: v[0] for k, v in parse_qs(url.query).items()}
-                record = {
-                    "method": method,
-                    "path": url.path,
-                    "query": query,
-                    "body": body,
-                    "auth": self.headers.get("Authorization"),
-                }
-                with api.lock:
-                    api.requests.append(record)
-                if record["auth"] != f"Bearer {TOKEN}":
-                    return self._reply(403, {"error_code": "PERMISSION_DENIED", "message": "Invalid access token."})
-                status, reply = api.route(method, url.path, query, body)
-                self._reply(status, reply)
-
-            def do_GET(self):
-                self._handle("GET")
-
-            def do_POST(self):
-                self._handle("POST")
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     # ---- the endpoints ----------------------------------------------------------------------------
     def route(self, method, path, query, body):
@@ -135,10 +94,6 @@ class FakeJobsApi:
             "tasks": [{"run_id": run_id * 10, "task_key": task["task_key"], "attempt_number": 0, "state": state}],
         }
 
-    # ---- what the tests read ----------------------------------------------------------------------
-    def calls(self, path_suffix: str) -> list[dict]:
-        return [r for r in self.requests if r["path"].endswith(path_suffix)]
-
 
 def run_id_of_task(task_run_id: int) -> int:
     return task_run_id // 10  # run_info numbers the one task run as run_id * 10
@@ -147,17 +102,11 @@ def run_id_of_task(task_run_id: int) -> int:
 @pytest.fixture
 def jobs_api(monkeypatch):
     api = FakeJobsApi()
-    api.thread.start()
+    api.serve()
     # the `databricks_default` connection of the DAGs, pointed at the local server over plain http
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_DATABRICKS_DEFAULT",
-        json.dumps(
-            {"conn_type": "databricks", "host": "127.0.0.1", "port": api.port, "schema": "http", "password": TOKEN}
-        ),
-    )
+    monkeypatch.setenv("AIRFLOW_CONN_DATABRICKS_DEFAULT", json.dumps(api.connection()))
     yield api
-    api.server.shutdown()
-    api.server.server_close()
+    api.shutdown()
 
 
 def run_trigger(trigger) -> dict:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 import socket
 import sys
@@ -45,18 +44,10 @@ def airflow(tmp_path_factory):
         "MEDALLION_PATIENTS_PER_BATCH": "0",
         "MEDALLION_AIRFLOW_PORT": str(_free_port()),
     }
-    saved = {k: os.environ.get(k) for k in [*env, "AIRFLOW_CONN_SMTP_DEFAULT"]}
-    os.environ.update(env)
-    try:
+    with airflow_local.environment(env):
         airflow_local.setup()
         with airflow_local.components() as (api, stack, _mailbox):
             yield {"api": api, "stack": stack, "home": home}
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def _cycle(airflow: dict, interval_start: datetime, summary: Path) -> dict:

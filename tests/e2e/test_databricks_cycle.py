@@ -70,22 +70,16 @@ def test_an_hourly_cycle_on_the_databricks_target_equals_the_local_targets(tmp_p
         "MEDALLION_AIRFLOW_PORT": str(_free_port()),
         **workspace.airflow_env(),
     }
-    saved = {k: os.environ.get(k) for k in [*env, "AIRFLOW_CONN_SMTP_DEFAULT"]}
-    os.environ.update(env)
     try:
-        airflow_local.setup()
-        with airflow_local.components() as (api, stack, _mailbox):
-            summaries = airflow_local.run_cycle(
-                api, stack, timeout=900, interval_start=interval_start, conf={"patients_per_batch": PATIENTS}
-            )
+        with airflow_local.environment(env):
+            airflow_local.setup()
+            with airflow_local.components() as (api, stack, _mailbox):
+                summaries = airflow_local.run_cycle(
+                    api, stack, timeout=900, interval_start=interval_start, conf={"patients_per_batch": PATIENTS}
+                )
         requests = list(workspace.requests)
     finally:
         workspace.stop()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
     # every job ran in the workspace, as a submitted run, and its summary came back through runs/get-output
     submitted = [r.task["python_wheel_task"]["entry_point"] for r in workspace.runs.values()]
