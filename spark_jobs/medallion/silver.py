@@ -236,6 +236,25 @@ Q_IDENTITY = {e: cols + ["_failed_rules", "_source_file", "_ingested_at"] for e,
 Q_COLUMNS = {e: cols + ["_run_id", "_rule_version"] for e, cols in Q_IDENTITY.items()}
 
 
+# The oldest date and timestamp Parquet stores alike under every rebase mode. An older one (a date before 1582-10-15,
+# an INT96 timestamp before 1900) fails the whole write under Spark 3's default mode EXCEPTION
+# (INCONSISTENT_BEHAVIOR_CROSS_VERSION.WRITE_ANCIENT_DATETIME), and a serverless job cannot choose the mode. Every
+# contract floor is later (tests/spark_jobs/test_contracts.py), so only a quarantined row can carry such a value: it
+# is written as null there, its rules say why, and its bronze row keeps the text as it landed.
+WRITABLE_FROM = "1900-01-01"
+
+
+def writable_times(df: DataFrame) -> DataFrame:
+    """`df` with every date or timestamp before WRITABLE_FROM as null, whatever the runtime's rebase mode."""
+    out = []
+    for field in df.schema.fields:
+        col = F.col(field.name)
+        if isinstance(field.dataType, (DateType, TimestampType)):
+            col = F.when(col >= F.lit(WRITABLE_FROM).cast(field.dataType), col).alias(field.name)
+        out.append(col)
+    return df.select(*out)
+
+
 def new_stats() -> dict:
     """A silver run's figures for one entity, all zero."""
     return {
@@ -458,7 +477,7 @@ class SilverBatch:
 
     def quarantine_rows(self, bad: DataFrame) -> dict[str, int]:
         """Append failures (idempotently, by row hash) with every rule they failed; return counts by rule."""
-        rows = self._with_hash(bad).withColumn("_quarantined_at", F.current_timestamp())
+        rows = writable_times(self._with_hash(bad)).withColumn("_quarantined_at", F.current_timestamp())
         self.lake.merge(
             self.quarantine,
             rows,

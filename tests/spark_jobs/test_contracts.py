@@ -169,3 +169,12 @@ def test_landing_columns_are_silver_columns_or_tokenized():
     for entity in ENTITIES:
         raw = set(landing_columns(entity)) - {"first_name", "last_name", "timestamp"}
         assert raw <= set(QUALITY["contracts"][entity]), entity
+
+
+def test_every_date_floor_is_one_parquet_writes_alike_under_any_rebase_mode():
+    """Silver keeps nothing older than a floor; quarantine nulls what is older than WRITABLE_FROM. A floor moved
+    before it would let silver write a value that fails the write on a runtime with Spark's default rebase mode."""
+    from medallion.silver import WRITABLE_FROM
+
+    floors = QUALITY["floors"]
+    assert floors and all(str(floor) >= WRITABLE_FROM for floor in floors.values()), floors

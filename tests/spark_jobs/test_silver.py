@@ -316,6 +316,42 @@ def test_contracts_quarantine_non_finite_implausible_and_unlisted_values_and_war
     assert ok == {"C0000003": ("E11.9", "J1100"), "C0000004": ("E11.9", "99213")}
 
 
+def test_dates_older_than_parquet_writes_alike_are_quarantined_under_the_runtimes_default_rebase_mode(
+    run_job, spark, settings
+):
+    """A date before 1582 or a timestamp before 1900 fails a Parquet write under Spark 3's default rebase mode
+    (EXCEPTION), which a serverless job cannot change: such a row is quarantined with its rule and the run succeeds,
+    the value null in quarantine and as it landed in bronze. The session keeps Spark's default, as a runtime would."""
+    assert spark.conf.get("spark.sql.parquet.datetimeRebaseModeInWrite") == "EXCEPTION"
+    assert spark.conf.get("spark.sql.parquet.int96RebaseModeInWrite") == "EXCEPTION"
+    write_landing(
+        settings,
+        "2026-11-27T0500Z",
+        "patients",
+        PATIENTS_HEADER
+        + "P0000001,Ann,Lee,40,FEMALE,SOUTHWEST,25.0,false,1,9000.5,GOLD,2025-01-01,2026-11-27 05:10:00\n"
+        "P0000002,Bob,Ray,41,MALE,NORTHEAST,25.0,false,1,100.0,GOLD,1200-01-01,1850-06-01 00:00:00\n",
+    )
+    write_landing(
+        settings,
+        "2026-11-27T0500Z",
+        "claims",
+        CLAIMS_HEADER + "C0000001,P0000001,80.25,1500-03-01,E11.9,99213,PAID\n"
+        "C0000002,P0000001,80.25,2026-11-01,E11.9,99213,PAID\n",
+    )
+    run_job("bronze")
+    s = run_job("silver")["entities"]
+    q = {r.patient_id: r for r in table(spark, settings, "quarantine", "patients").collect()}
+    assert sorted(q["P0000002"]._failed_rules) == ["valid_coverage_start_date", "valid_record_timestamp"]
+    assert (q["P0000002"].coverage_start_date, q["P0000002"].record_ts) == (None, None)
+    [qc] = table(spark, settings, "quarantine", "claims").collect()
+    assert (qc.claim_id, list(qc._failed_rules), qc.claim_date) == ("C0000001", ["valid_claim_date"], None)
+    assert [r.claim_id for r in table(spark, settings, "silver", "claims").collect()] == ["C0000002"]
+    bronze = {r.claim_id: r.claim_date for r in table(spark, settings, "bronze", "claims").collect()}
+    assert bronze["C0000001"] == "1500-03-01"
+    assert (s["patients"]["quarantined"], s["claims"]["quarantined"], s["claims"]["valid"]) == (1, 1, 1)
+
+
 def test_a_fail_level_rule_stops_the_run_before_the_batch_writes_anything(
     run_job, spark, settings, tmp_path, monkeypatch
 ):
