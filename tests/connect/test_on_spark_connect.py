@@ -59,6 +59,11 @@ test_bad_rows_are_quarantined_with_every_rule_they_fail = again(
 test_replaying_a_batch_whose_write_committed_adds_nothing = again(
     test_bronze.test_replaying_a_batch_whose_write_committed_adds_nothing, extended
 )
+# the server runs Spark's default Parquet rebase mode (EXCEPTION), as a serverless job cannot change it
+test_dates_older_than_parquet_writes_alike_are_quarantined_under_the_runtimes_default_rebase_mode = again(
+    test_silver.test_dates_older_than_parquet_writes_alike_are_quarantined_under_the_runtimes_default_rebase_mode,
+    extended,
+)
 
 
 def test_a_bronze_run_whose_server_dies_mid_write_leaves_no_duplicate_and_no_gap(
