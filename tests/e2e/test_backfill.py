@@ -1,5 +1,6 @@
 """A backfill through the real Airflow components leaves the same nine domain tables as the same hours run one at a
-time: the pipeline is incremental, idempotent and backfill-safe whatever way the hours are grouped into runs."""
+time: the pipeline is incremental, idempotent and backfill-safe whatever way the hours are grouped into runs — also
+with the backfill's jobs on a Spark Connect server (ANSI on) and the hours one at a time on the classic session."""
 
 from __future__ import annotations
 
@@ -96,9 +97,28 @@ def _differences(backfilled, sequential, layer: str, entity: str) -> dict | None
     }
 
 
+@pytest.fixture(params=["classic", "connect"])
+def airflow_engine(request, tmp_path):
+    """What the backfill's jobs run on: a classic local session per job, or a Spark Connect server (ANSI on, the engine
+    of serverless) every job is a client of. The reference hours always run in the tests' classic session."""
+    if request.param == "classic":
+        yield {}
+        return
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import spark_servers
+
+    server = spark_servers.start_connect(state=tmp_path / "spark-connect")
+    try:
+        yield {"SPARK_REMOTE": f"sc://127.0.0.1:{server.port}"}
+    finally:
+        server.stop()
+
+
 @pytest.mark.slow
 @pytest.mark.extended  # ~8 minutes of make test's 30 (make test-extended runs it)
-def test_backfill_through_airflow_equals_the_hours_run_one_at_a_time(tmp_path, monkeypatch, spark, run_job):
+def test_backfill_through_airflow_equals_the_hours_run_one_at_a_time(
+    tmp_path, monkeypatch, spark, run_job, airflow_engine
+):
     # hours well in the past (beyond the generator's 24 h look-back from now), backfilled as a data engineer would
     first = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=48)
     hours = [first + timedelta(hours=i) for i in range(HOURS)]
@@ -112,6 +132,7 @@ def test_backfill_through_airflow_equals_the_hours_run_one_at_a_time(tmp_path, m
         MEDALLION_LAKEHOUSE=str(backfill_lake),
         MEDALLION_PATIENTS_PER_BATCH="0",
         MEDALLION_AIRFLOW_PORT=str(_free_port()),
+        **airflow_engine,
     )
     summary_file = tmp_path / "backfill.json"
     with open(tmp_path / "backfill.out", "w") as out:  # the child keeps its own descriptor
