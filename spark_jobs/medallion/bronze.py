@@ -161,6 +161,21 @@ def read_header(path: str) -> list[str] | None:
     return [c.strip().lstrip("\ufeff") for c in first] if first else None
 
 
+def unreadable_reason(exc: BaseException) -> str:
+    """Why a file could not be read, by the exception's class only: a message may quote the file's own bytes
+    (`BadGzipFile: Not a gzipped file (b'P1')` holds the first two), and an ops row or a log line never carries
+    landing content."""
+    if isinstance(exc, gzip.BadGzipFile):
+        what = "not a gzip stream"
+    elif isinstance(exc, EOFError):
+        what = "the compressed stream ends before its end marker"
+    elif isinstance(exc, zlib.error):
+        what = "the compressed data is damaged"
+    else:
+        what = "the file could not be read" + (f" (errno {exc.errno})" if getattr(exc, "errno", None) else "")
+    return f"{type(exc).__name__}: {what}"
+
+
 def probe(path: str) -> tuple[str, str | None]:
     """Why a file gave no rows: empty, header only, or unreadable (with the reason; never file contents)."""
     try:
@@ -170,7 +185,7 @@ def probe(path: str) -> tuple[str, str | None]:
             first = fh.readline()
             rest = any(line.strip() for line in fh)
     except (OSError, EOFError, zlib.error) as exc:
-        return "unreadable", f"{type(exc).__name__}: {str(exc)[:200]}"
+        return "unreadable", unreadable_reason(exc)
     if not first.strip():
         return "empty", None
     if not rest:
@@ -187,7 +202,7 @@ def verify_compressed(path: str) -> str | None:
             while fh.read(1 << 20):
                 pass
     except (OSError, EOFError, zlib.error) as exc:
-        return f"{type(exc).__name__}: {str(exc)[:200]}; rows after the damage were not read"
+        return f"{unreadable_reason(exc)}; rows after the damage were not read"
     return None
 
 

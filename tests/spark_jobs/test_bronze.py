@@ -249,6 +249,31 @@ def test_gzip_files_are_read_and_a_damaged_one_is_recorded_as_unreadable(landed)
     assert landed["ops"]["unreadable/patients.csv.gz"]["reason"] == bad["reason"]
 
 
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        # not gzip at all: gzip's own message quotes the file's first two bytes (b'P0')
+        ("patients.csv.gz", b"P0099,Zelda,Quist,40\n"),
+        # a gzip stream cut short, and one whose compressed bytes were overwritten
+        ("patients.csv.gz", gzip.compress(b"patient_id\nP0099,Zelda,Quist\n" * 50)[:40]),
+        ("patients.csv.gz", gzip.compress(b"patient_id\nP0099,Zelda,Quist\n")[:10] + b"P0099,Zelda" * 8),
+    ],
+    ids=["not_gzip", "truncated", "damaged"],
+)
+def test_an_unreadable_file_is_recorded_by_its_kind_of_damage_without_any_of_its_bytes(tmp_path, name, content):
+    from medallion.bronze import probe, verify_compressed
+
+    path = tmp_path / name
+    path.write_bytes(content)
+    status, reason = probe(str(path))
+    damaged = verify_compressed(str(path))
+    assert status == "unreadable" and damaged
+    assert damaged.split(":")[0] in {"BadGzipFile", "EOFError", "error"}, damaged
+    for text in (reason, damaged):
+        for value in ("P0", "Zelda", "Quist", "b'"):
+            assert value not in text, text
+
+
 def test_a_second_run_ingests_nothing_and_records_nothing(landed):
     again = landed["again"]
     assert again["rows_ingested"] == 0 and again["files_seen"] == 0
