@@ -96,11 +96,11 @@ def unreadable_files_email(summary: dict, dag_id: str, run_id: str) -> tuple[str
     rows = []
     for entity, table in (summary.get("tables") or {}).items():
         for f in table.get("files", []):
-            if f.get("status") in ("unreadable", "partial"):
+            if f.get("status") in ("unreadable", "partial", "rejected"):
                 rows.append((table.get("table", entity), f["file"], f["status"], f.get("reason") or ""))
     if not rows:
         return None
-    subject = f"[medallion] {len(rows)} landing file(s) could not be read by bronze ({dag_id})"
+    subject = f"[medallion] {len(rows)} landing file(s) could not be read or were rejected by bronze ({dag_id})"
     body = (
         f"<p>Bronze run <code>{html.escape(run_id)}</code> of <b>{html.escape(dag_id)}</b> ingested every "
         f"other file; these were recorded in <code>ops_bronze_files</code> and need a look:</p>"

@@ -14,7 +14,8 @@ Everything after the source is shared: each micro-batch (`availableNow`, one che
 pipeline metadata, is appended with Delta's idempotent-write options (`txnAppId` = the streaming query's id,
 `txnVersion` = the batch id), and one row per landing file goes to the `ops_bronze_files` table (files seen, rows,
 rows with rescued data, status). A batch replayed after a crash is skipped by Delta, so no file lands twice and
-none is missed. Files that cannot be read are recorded as `unreadable` and do not stop the others.
+none is missed. Files that cannot be read are recorded as `unreadable`, files whose header cannot be read by name
+as `rejected` (alone: the rest of the batch lands), and neither stops the others.
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ LINEAGE_FIELDS = [
     StructField("_ingest_date", DateType(), True),
 ]
 
-PROBLEM_STATUSES = ("unreadable", "partial")
+PROBLEM_STATUSES = ("unreadable", "partial", "rejected")
+MAX_HEADER_COLUMNS = 1000  # a wider header is not a landing file of ours: rejected, not planned
 OBSERVE_MAX_FILES = 48  # up to this many files per batch, per-file figures are counted during the write
 
 
@@ -269,13 +271,14 @@ def scan_bytes(path: str) -> tuple[bool, bool]:
     return quote, True
 
 
-def read_multiline(spark, path: str, entity: str) -> DataFrame:
-    """One file read like the stream reads it, but with records that may span lines (quoted newlines)."""
+def read_multiline(spark, path: str, entity: str, header: bool = True) -> DataFrame:
+    """One file read like the stream reads it, but with records that may span lines (quoted newlines); with
+    `header=False` its first line is a row too (a file whose header line is really data)."""
     schema = StructType(source_schema(entity).fields + [StructField(RESCUED, StringType(), True)])
     return (
         spark.read.format("csv")
         .schema(schema)
-        .option("header", "true")
+        .option("header", str(header).lower())
         .option("enforceSchema", "true")
         .option("multiLine", "true")
         .option("escape", '"')
@@ -309,12 +312,34 @@ def file_metrics(files) -> list:
     return metrics
 
 
-def align_files(spark, batch: DataFrame, entity: str, files: dict[str, int | None]) -> tuple[DataFrame, bool]:
+def header_verdict(header: list[str], entity: str) -> str | None:
+    """Why a header that is not the expected one cannot be read by name (None: it can). The reason names counts
+    and classes only, never a header value: a header that is really a data row holds a patient's values."""
+    expected = landing_columns(entity)
+    names = [header_name(h) for h in header]
+    if not set(names) & set(expected):
+        return (
+            f"the first line has none of the expected column names ({len(header)} field(s); {len(expected)} expected)"
+        )
+    if len(header) > MAX_HEADER_COLUMNS:
+        return f"the header has {len(header)} columns (more than {MAX_HEADER_COLUMNS})"
+    known = [n for n in names if n in expected]
+    if len(known) != len(set(known)):
+        return "an expected column name appears more than once in the header"
+    return None
+
+
+def align_files(
+    spark, batch: DataFrame, entity: str, files: dict[str, int | None]
+) -> tuple[DataFrame, bool, dict[str, str]]:
     """The local source reads files line by line and by position (fast, splittable). Files it would get wrong are
     read again on their own: a header other than the expected one -> by column name; a double quote somewhere
-    (a quoted field may hold a newline) -> with multi-line records. Also says whether any file is not valid UTF-8."""
+    (a quoted field may hold a newline) -> with multi-line records. A file whose header cannot be read by name is
+    rejected, alone: its rows are left out, the reason (no cell or header value) goes to its ops record, and every
+    other file of the batch lands. Returns the rows, whether any file is not valid UTF-8, and the rejected files."""
     expected = landing_columns(entity)
     reread: dict[str, DataFrame] = {}
+    rejected: dict[str, str] = {}
     any_invalid = False
     for path in files:
         header = read_header(path)
@@ -322,17 +347,36 @@ def align_files(spark, batch: DataFrame, entity: str, files: dict[str, int | Non
             continue
         quote, valid = scan_bytes(path)
         any_invalid = any_invalid or not valid
-        if [header_name(h) for h in header] != expected:  # the same names in another case or with spaces: in place
-            reread[path] = read_by_name(spark, path, header, entity)
+        names = [header_name(h) for h in header]
+        if names != expected and not set(names) & set(expected) and len(names) == len(expected):
+            # no header at all: the first line is a row of the expected width -> every line is read by position
+            reread[path] = read_multiline(spark, path, entity, header=False)
+        elif names != expected:  # the same names in another case or with spaces: in place
+            reason = header_verdict(header, entity)
+            if reason is None:
+                try:
+                    df = read_by_name(spark, path, header, entity)
+                    _ = df.schema  # analysed here: a name Spark cannot use fails for this file alone
+                except Exception as exc:  # noqa: BLE001  (its message may quote a header value: class only)
+                    reason = f"its header cannot be read by name ({type(exc).__name__})"
+                else:
+                    reread[path] = df
+            if reason is not None:
+                rejected[path] = reason
         elif quote:
             reread[path] = read_multiline(spark, path, entity)
-    if not reread:
-        return batch, any_invalid
-    log.info("%s: %d file(s) read again on their own (other header, or quoted fields)", entity, len(reread))
-    keep = batch.where(~F.col("_source_file").isin(path_variants(reread)))
+    if not reread and not rejected:
+        return batch, any_invalid, rejected
+    log.info(
+        "%s: %d file(s) read again on their own (other header, or quoted fields), %d rejected",
+        entity,
+        len(reread),
+        len(rejected),
+    )
+    keep = batch.where(~F.col("_source_file").isin(path_variants([*reread, *rejected])))
     for df in reread.values():
         keep = keep.unionByName(df)
-    return keep, any_invalid
+    return keep, any_invalid, rejected
 
 
 def flag_invalid_encoding(df: DataFrame, entity: str) -> DataFrame:
@@ -418,27 +462,28 @@ class BronzeSink:
 
     def process(self, batch: DataFrame, batch_id: int) -> None:
         listed = batch_files_from_log(self.checkpoint, batch_id) if self.local else {}
-        rows = self.prepare(batch, listed)
+        rows, rejected = self.prepare(batch, listed)
         started = time.perf_counter()
         txn = (self.app_id(batch.sparkSession), batch_id)
         before, after, observed = self.write(rows, batch_id, listed, txn)
         written_s = time.perf_counter() - started
         landed = observed if observed is not None else self.count_landed(batch, listed, before, after)
         replayed = after == before and bool(landed)
-        records = self.file_records(batch_id, listed, landed)
+        records = self.file_records(batch_id, listed, landed, rejected)
         self.file_log.append(records, txn=txn)
         self.account(batch_id, records, replayed, written_s, time.perf_counter() - started - written_s)
 
-    def prepare(self, batch: DataFrame, listed: dict[str, int | None]) -> DataFrame:
-        """The batch as bronze stores it: locally, files the fast line reader gets wrong read again; rows holding
-        bytes that are not UTF-8 marked as rescued; pipeline metadata and lineage added."""
-        invalid_utf8 = True  # Auto Loader: check every row
+    def prepare(self, batch: DataFrame, listed: dict[str, int | None]) -> tuple[DataFrame, dict[str, str]]:
+        """The batch as bronze stores it: locally, files the fast line reader gets wrong read again (or rejected,
+        with their reason); rows holding bytes that are not UTF-8 marked as rescued; pipeline metadata and lineage
+        added."""
+        invalid_utf8, rejected = True, {}  # Auto Loader: check every row
         if self.local:
-            batch, invalid_utf8 = align_files(batch.sparkSession, batch, self.entity, listed)
+            batch, invalid_utf8, rejected = align_files(batch.sparkSession, batch, self.entity, listed)
         if invalid_utf8:
             batch = flag_invalid_encoding(batch, self.entity)
         columns = [f.name for f in bronze_table_schema(self.entity).fields]
-        return with_metadata(self.ctx, batch).select(*columns)
+        return with_metadata(self.ctx, batch).select(*columns), rejected
 
     def write(
         self, rows: DataFrame, batch_id: int, listed: dict[str, int | None], txn: tuple[str, int]
@@ -497,14 +542,22 @@ class BronzeSink:
             return ("partial" if reason else "ingested"), reason
         return probe(path)
 
-    def file_records(self, batch_id: int, listed: dict[str, int | None], landed: dict[str, Landed]) -> list[dict]:
-        """One `ops_bronze_files` row per file of the batch (listed by the source's log, or found in the table)."""
+    def file_records(
+        self,
+        batch_id: int,
+        listed: dict[str, int | None],
+        landed: dict[str, Landed],
+        rejected: dict[str, str] | None = None,
+    ) -> list[dict]:
+        """One `ops_bronze_files` row per file of the batch (listed by the source's log, or found in the table);
+        a rejected file's record carries its reason."""
+        rejected = rejected or {}
         now = datetime.now(timezone.utc)
         table = self.ctx.lakehouse.display_name(self.table)
         records = []
         for path in sorted(set(listed) | set(landed)):
             rows, rescued, modified = landed.get(path, Landed(0, 0))
-            status, reason = self.file_status(path, rows)
+            status, reason = ("rejected", rejected[path]) if path in rejected else self.file_status(path, rows)
             if listed.get(path):
                 modified = datetime.fromtimestamp(listed[path] / 1000, timezone.utc)
             records.append(

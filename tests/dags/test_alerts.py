@@ -35,7 +35,10 @@ def test_an_unreadable_file_sends_one_email_naming_the_file_and_the_reason(inbox
     assert sent == ["patients: 2026-11-27T0600Z/patients.csv.gz"]
     [(rcpt, message)] = inbox.messages
     assert rcpt == ["oncall@example.com"] and message["From"] == "medallion-alerts@example.com"
-    assert message["Subject"] == "[medallion] 1 landing file(s) could not be read by bronze (medallion_bronze)"
+    assert (
+        message["Subject"]
+        == "[medallion] 1 landing file(s) could not be read or were rejected by bronze (medallion_bronze)"
+    )
     body = _body(message)
     assert "2026-11-27T0600Z/patients.csv.gz" in body and "EOFError" in body
     assert "2026-11-27T0500Z" not in body  # only the problem files are listed
